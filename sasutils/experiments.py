@@ -1,0 +1,75 @@
+"""Run configurations by name: one run, or a grid, each with its metric callbacks; finished runs are skipped.
+
+Used by the ``02_train``, ``04_intervene`` and ``05_regime`` notebooks, so that a notebook only
+says *which* runs and then plots the tidy table this returns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from . import train as T
+from .corpus import load_corpus
+
+
+def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int = 300,
+                  blimp_every: int = 0, blimp_per_paradigm: int = 10, treebank: str = "ewt-dev"):
+    """The (every, fn) metric callbacks for a run: SAS scalar on ``treebank`` and/or BLiMP."""
+    cbs = []
+    if sas_every:
+        from .sas import make_sas_callback
+
+        cbs.append((sas_every, make_sas_callback(tokenizer, cfg["seq_len"], treebank, sas_sentences,
+                                                 data_dir=cfg.get("data_dir"))))
+    if blimp_every:
+        from .blimp import make_blimp_callback
+
+        cbs.append((blimp_every, make_blimp_callback(tokenizer, data_dir=cfg.get("data_dir"),
+                                                     n_per_paradigm=blimp_per_paradigm)))
+    return cbs
+
+
+def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = None, progress: bool = True,
+        **cb_kw) -> pd.DataFrame:
+    """Train one run (resuming if interrupted, returning the log if already finished)."""
+    run_dir = Path(run_dir) if run_dir else Path(runs_root) / T.run_name(cfg)
+    log = T.read_metrics(run_dir)
+    if len(log) and log.step.max() >= cfg["steps"] and (run_dir / "config.json").exists() \
+            and json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(cfg, default=str)):
+        return log.assign(run=run_dir.name)
+    data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
+                       data_dir=cfg.get("data_dir"), progress=progress)
+    cbs = callbacks_for(cfg, data.tokenizer, **cb_kw)
+    return T.train(cfg, run_dir, cbs, data=data, progress=progress).assign(run=run_dir.name)
+
+
+def grid(base: dict, axes: dict[str, Iterable]) -> list[dict]:
+    """Every combination of ``axes`` values applied to the ``base`` parameters."""
+    keys = list(axes)
+    return [{**base, **dict(zip(keys, vals))} for vals in itertools.product(*(list(axes[k]) for k in keys))]
+
+
+def run_grid(param_sets: list[dict], runs_root: str | Path = "runs", progress: bool = True, **cb_kw) -> pd.DataFrame:
+    """Run every parameter set (a dict with ``preset`` and overrides); one tidy table of all logs.
+
+    A run that fails is recorded with its error and the grid goes on (its log so far is kept).
+    """
+    logs = []
+    for params in param_sets:
+        params = dict(params)
+        cfg = T.make_config(params.pop("preset", "cpu-tiny"), **params)
+        name = T.run_name(cfg) if "name" not in cfg else cfg["name"]
+        try:
+            log = run(cfg, runs_root, progress=progress, **cb_kw)
+        except T.TrainingError as e:
+            print(f"{name}: {e}")
+            log = T.read_metrics(Path(runs_root) / name).assign(run=name, error=str(e))
+        for k, v in params.items():
+            log[k] = v if not isinstance(v, (list, tuple)) else str(v)
+        logs.append(log)
+    return pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()

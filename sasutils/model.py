@@ -1,0 +1,116 @@
+"""BERT presets and the masked-positions-only MLM loss.
+
+The model is Hugging Face's :class:`~transformers.BertForMaskedLM` (what the paper studies), built
+from a named preset. A preset is a plain dict of values: the architecture *and* the training recipe
+that goes with it, so that ``02_train`` at a preset name is one reproducible configuration.
+
+Presets:
+
+- ``cpu-tiny`` -- the CPU default (2 layers x 4 heads, hidden 128, sequences of 32 pieces).
+- ``gpu-small`` -- a GPU-hour scale model (4 layers x 8 heads, hidden 256, seq 128).
+- ``bert-base`` -- the paper's configuration (12 x 12, hidden 768, seq 512, batch 256, uncased WordPiece
+  30,522, MLM only, BERT's dropout 0.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig, BertForMaskedLM
+
+# Architecture + recipe, as plain values. ``steps`` is the run length *and* the lr-decay horizon.
+PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(
+        num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=512,
+        seq_len=32, vocab_size=8192, dropout=0.0,
+        batch_size=64, lr=2e-3, warmup=200, weight_decay=0.01, beta2=0.98, steps=6000,
+        corpus="wikipedia", corpus_sentences=120_000,
+    ),
+    "gpu-small": dict(
+        num_hidden_layers=4, hidden_size=256, num_attention_heads=8, intermediate_size=1024,
+        seq_len=128, vocab_size=16384, dropout=0.0,
+        batch_size=128, lr=1e-3, warmup=1000, weight_decay=0.01, beta2=0.98, steps=30_000,
+        corpus="wikipedia+gutenberg", corpus_sentences=600_000,
+    ),
+    "bert-base": dict(
+        num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
+        seq_len=512, vocab_size=30522, dropout=0.1,
+        batch_size=256, lr=1e-4, warmup=10_000, weight_decay=0.01, beta2=0.999, steps=100_000,
+        corpus="wikipedia+gutenberg", corpus_sentences=None,
+    ),
+}
+ARCH_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+
+
+def preset(name: str, **overrides) -> dict:
+    """A copy of preset ``name`` with ``overrides`` applied (unknown keys are an error)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    cfg = dict(PRESETS[name])
+    bad = set(overrides) - set(cfg)
+    if bad:
+        raise ValueError(f"unknown preset field(s) {sorted(bad)}; known: {sorted(cfg)}")
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
+
+def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | None = None) -> BertForMaskedLM:
+    """A freshly initialised ``BertForMaskedLM`` for preset dict ``cfg``.
+
+    Attention uses ``sdpa`` (fast); :func:`attention_weights` switches to ``eager`` where the
+    weights are read, since ``sdpa`` returns none.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=cfg["seq_len"],
+        hidden_dropout_prob=cfg["dropout"],
+        attention_probs_dropout_prob=cfg["dropout"],
+        pad_token_id=pad_token_id,
+        type_vocab_size=1,
+        **{k: cfg[k] for k in ARCH_KEYS},
+    )
+    model = BertForMaskedLM(config)
+    model.set_attn_implementation("sdpa")
+    return model
+
+
+@contextlib.contextmanager
+def attention_weights(model: BertForMaskedLM) -> Iterator[BertForMaskedLM]:
+    """Context in which ``model`` runs eager attention, so ``output_attentions=True`` returns weights."""
+    before = model.config._attn_implementation
+    if before != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        if before != "eager":
+            model.set_attn_implementation(before)
+
+
+def masked_lm_loss(
+    model: BertForMaskedLM,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    output_attentions: bool = False,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """MLM cross-entropy computed at the masked positions only.
+
+    Shapes: ``input_ids``, ``attention_mask``, ``labels``: (B, T); ``labels`` is -100 where not
+    masked. Equal to ``BertForMaskedLM(..., labels=labels).loss`` but the vocabulary projection runs on
+    the N masked rows, (N, D) @ (D, V), instead of all B*T positions -- the decoder dominates the
+    cost of a small model with a large vocabulary.
+
+    Returns ``(loss, attentions)``; ``attentions`` is a tuple of L tensors (B, H, T, T) when
+    ``output_attentions`` (the model must be in eager mode, see :func:`attention_weights`), else None.
+    """
+    out = model.bert(input_ids=input_ids, attention_mask=attention_mask, output_attentions=output_attentions)
+    sel = labels != -100
+    logits = model.cls(out.last_hidden_state[sel])  # (N, V)
+    loss = F.cross_entropy(logits.float(), labels[sel])
+    return loss, (out.attentions if output_attentions else None)

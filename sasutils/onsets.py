@@ -1,0 +1,759 @@
+"""Phase-transition (onset) detection on metric curves over non-uniformly spaced steps.
+
+Chen et al. (ICLR 2024) mark two points on the UAS ("SAS") curve of attention vs. parses: the
+**structure onset** (start of the abrupt UAS spike) and the **capabilities onset** (its end, after
+which BLiMP rises). The MLM loss drops steeply in a window around the spike; in SAS- runs the loss
+still drops at some point with no UAS rise (the **alternative-strategy onset**). This module turns
+those descriptions into rules on curves sampled at arbitrary, strictly increasing steps
+(checkpoints log-spaced early and regular later; in-training metrics every N steps).
+
+The curve model
+---------------
+A metric sampled at steps ``x_0 < ... < x_{n-1}`` with values ``y_i`` is read as its piecewise-linear
+interpolant. With segment slopes ``s_i = (y_{i+1} - y_i) / (x_{i+1} - x_i)``, its second derivative
+is a sum of point masses at the interior steps: the change of slope ``Δs_k = s_k - s_{k-1}`` at
+``x_k``. All rules below work on the given steps; nothing is resampled to a uniform grid.
+
+Acceleration, ``smooth=0`` (no smoothing):
+    the classic three-point second difference for non-uniform spacing, at the interior steps only::
+
+        a_k = 2 * [(y_{k+1}-y_k)/(x_{k+1}-x_k) - (y_k-y_{k-1})/(x_k-x_{k-1})] / (x_{k+1}-x_{k-1})
+            = Δs_k / b_k,          b_k = (x_{k+1} - x_{k-1}) / 2
+
+    Slopes are the segment slopes ``s_i``; values are the interpolant.
+
+Acceleration, ``smooth > 0`` (Gaussian smoothing in step space, the default):
+    each mass ``Δs_k`` is spread by a Gaussian of standard deviation ``σ_k = sqrt(σ² + b_k²/(2π))``
+    and the acceleration is evaluated on a fine grid of steps (every σ/8, plus the evaluated steps)::
+
+        a(x) = Σ_k Δs_k · φ((x - x_k) / σ_k) / σ_k        (+ mirror terms near the ends, below)
+
+    This is the exact second derivative of the interpolant smoothed by that kernel, in closed form;
+    the smoothed slope and value are its integrals (Gaussian CDF and "smoothed ramp" terms).
+    ``σ = smooth × median step gap`` (default ``smooth=1``) unless ``sigma=`` gives it in steps;
+    either may be a per-metric mapping (``sigma={"loss": 500}``).
+
+    - Near the ends the interpolant is continued by odd reflection through the end point (mirror
+      masses ``-Δs_k`` at ``2x_0 - x_k`` and ``2x_{n-1} - x_k``), so the smoothed curve there uses the
+      slopes just inside rather than one possibly 10-step, noisy first segment.
+    - The ``b_k`` term: with σ smaller than the local gap, an isolated checkpoint's mass would peak at
+      ``Δs_k/(σ√2π)`` and outweigh densely sampled regions; with it the peak tends to the three-point
+      value ``Δs_k/b_k``, and it is negligible where σ ≫ gap.
+    - The default suits checkpoint grids (log-spaced early, regular later: the median gap is the
+      regular interval). A loss logged densely (every 10-50 steps) and noisily needs ``sigma`` in steps
+      of the order of the drop's width; one median gap is then far too small.
+
+Why not interpolate to a uniform grid and difference twice: a coarse grid discards the dense early
+points; a fine grid turns every kink of the interpolant into a spike whose height depends on the grid
+step. The closed form is the fine-grid limit without a grid parameter. Why smooth at a fixed σ in
+steps: the raw second difference of noise scales like noise/gap², so without smoothing the densely
+sampled early checkpoints (gaps of 10 steps) win the argmax on pure noise.
+
+Caveat: smoothing widens a transition. For a logistic ``y = A σ((x-c)/w)`` the second derivative
+peaks at ``c ∓ w·ln(2+√3)``; the smoothed rule moves both onsets outward (for w=200 on a 250-step
+grid with the default σ=250, by about 140 steps each). Compare onsets only between runs analysed
+with the same σ in steps.
+
+Rules (one function each)
+-------------------------
+- :func:`structure_onset`: the step of the largest positive acceleration of UAS.
+- :func:`capabilities_onset`: the step of the most negative acceleration strictly after it.
+- :func:`loss_drop_window`: the step of the most negative slope of the loss (per step), extended on
+  both sides while the slope stays at or below ``frac`` (default 1/3) of that peak slope; reports
+  start, end, the drop in nats ``loss(start) - loss(end)`` (read from the unsmoothed interpolant)
+  and its fraction of the run's total decrease ``loss(first step) - loss(last step)``.
+- :func:`alt_strategy_onset`: the start of that loss-drop window if the drop is at least
+  ``min_drop`` nats and the (smoothed) UAS rises by at most ``max_uas_rise`` within the window
+  (max over the window minus value at its start), else ``None``.
+- :func:`bootstrap_interval`: percentile intervals (default 90 %: 5th-95th percentiles) over
+  resampled seeds or evaluation items.
+- :func:`detect_onsets` / :func:`onset_table`: everything at once, as a flat dict / one row per run.
+
+All searches can be restricted with ``step_range=(lo, hi)``; real MLM runs need it for the loss
+(the first few hundred steps descend much faster than any later drop).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+from scipy.special import ndtr  # standard normal CDF Φ
+
+__all__ = [
+    "MIN_POINTS",
+    "DEFAULT_SMOOTH",
+    "DEFAULT_FRAC",
+    "DEFAULT_LEVEL",
+    "ONSET_KEYS",
+    "LossDrop",
+    "acceleration_curve",
+    "slope_curve",
+    "structure_onset",
+    "capabilities_onset",
+    "loss_drop_window",
+    "alt_strategy_onset",
+    "detect_onsets",
+    "bootstrap_interval",
+    "onset_table",
+]
+
+MIN_POINTS = 5
+DEFAULT_SMOOTH = 1.0  # σ in units of the median step gap
+DEFAULT_FRAC = 1.0 / 3.0  # loss-drop window: slope at or below 1/3 of the peak slope
+DEFAULT_LEVEL = 0.90  # bootstrap: 5th-95th percentiles
+DEFAULT_MIN_DROP = 0.1  # nats
+DEFAULT_MAX_UAS_RISE = 0.05
+_GRID_PER_SIGMA = 8  # fine-grid points per σ
+_MAX_GRID = 4001
+_TRUNC = 8.0  # Gaussian tails beyond 8σ are < 1e-14 of the peak: skipped
+_BLOCK = 512
+
+ONSET_KEYS = (
+    "structure_onset",
+    "capabilities_onset",
+    "uas_rise",
+    "loss_drop_start",
+    "loss_drop_end",
+    "loss_drop_nats",
+    "loss_drop_frac",
+    "uas_rise_during_drop",
+    "alt_strategy_onset",
+)
+
+_NAN = float("nan")
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_float_array(name: str, a: Any, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(a, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numeric: {e}") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return arr
+
+
+def _check_steps(steps: Any, name: str = "steps") -> np.ndarray:
+    x = _as_float_array(name, steps, 1)
+    if x.size < MIN_POINTS:
+        raise ValueError(f"{name} needs at least {MIN_POINTS} points, got {x.size}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains non-finite values (first at index {int(np.argmin(np.isfinite(x)))})")
+    bad = np.flatnonzero(np.diff(x) <= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name} must be strictly increasing (index {i}: {x[i]:g} then {x[i + 1]:g})")
+    return x
+
+
+def _check_curve(steps: Any, values: Any, steps_name: str, values_name: str) -> tuple[np.ndarray, np.ndarray]:
+    x = _check_steps(steps, steps_name)
+    y = _as_float_array(values_name, values, 1)
+    if y.size != x.size:
+        raise ValueError(f"{values_name} has {y.size} values but {steps_name} has {x.size}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{values_name} contains non-finite values (first at index {int(np.argmin(np.isfinite(y)))})")
+    return x, y
+
+
+def _resolve_sigma(x: np.ndarray, smooth: Any, sigma: Any, metric: str = "") -> float:
+    """σ in steps: ``sigma`` if given, else ``smooth`` × median gap between evaluated steps.
+
+    Either may be a mapping by metric name (``{"loss": 500, "uas": 250}``); a metric missing from it
+    gets the default (``smooth=1``, ``sigma=None``).
+    """
+    if isinstance(smooth, Mapping):
+        smooth = smooth.get(metric, DEFAULT_SMOOTH)
+    if isinstance(sigma, Mapping):
+        sigma = sigma.get(metric)
+    if sigma is not None:
+        if not (np.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma must be a finite number >= 0 (steps), got {sigma!r}")
+        return float(sigma)
+    if not (np.isfinite(smooth) and smooth >= 0):
+        raise ValueError(f"smooth must be a finite number >= 0, got {smooth!r}")
+    return float(smooth) * float(np.median(np.diff(x)))
+
+
+def _check_range(step_range: Sequence[float] | None) -> tuple[float, float]:
+    """``(lo, hi)`` inclusive; ``None`` (or a ``None`` end) means unbounded."""
+    if step_range is None:
+        return (-math.inf, math.inf)
+    try:
+        lo, hi = step_range
+        lo = -math.inf if lo is None else float(lo)
+        hi = math.inf if hi is None else float(hi)
+    except (TypeError, ValueError):
+        raise ValueError(f"step_range must be (lo, hi), got {step_range!r}") from None
+    if not lo < hi:
+        raise ValueError(f"step_range must have lo < hi, got {step_range!r}")
+    return lo, hi
+
+
+def _check_frac(frac: float) -> None:
+    if not (0 < frac < 1):
+        raise ValueError(f"frac must lie in (0, 1), got {frac!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The curve model: a smoother that depends only on the steps and σ (reused across bootstrap draws)
+# ----------------------------------------------------------------------------------------------
+
+
+class _Smoother:
+    """Acceleration / slope / value of the kernel-smoothed piecewise-linear interpolant.
+
+    For ``sigma > 0`` the interpolant is continued past each end by odd reflection through the end
+    point, so that the smoothed curve near an end uses the slopes just inside it (the first segment
+    of a log-spaced grid can be 10 steps long, and its noisy slope would otherwise set the whole
+    extension). The second derivative is then a set of Gaussian "atoms": ``+Δs_k`` at ``x_k`` and
+    ``-Δs_k`` at the mirror images ``2 x_0 - x_k`` and ``2 x_{n-1} - x_k``.
+    """
+
+    def __init__(self, x: np.ndarray, sigma: float):
+        self.x = x
+        self.sigma = sigma
+        self.knots = x[1:-1]
+        self.half_span = (x[2:] - x[:-2]) / 2.0  # b_k
+        if sigma > 0:
+            sk = np.sqrt(sigma**2 + self.half_span**2 / (2.0 * math.pi))
+            # atoms in increasing position: left mirrors, interior knots, right mirrors
+            self.pos = np.concatenate([(2 * x[0] - self.knots)[::-1], self.knots, (2 * x[-1] - self.knots)[::-1]])
+            self.width = np.concatenate([sk[::-1], sk, sk[::-1]])
+            n = int(min(_MAX_GRID, math.ceil((x[-1] - x[0]) * _GRID_PER_SIGMA / sigma) + 1))
+            self.grid = np.union1d(x, np.linspace(x[0], x[-1], max(n, 2)))
+            self._blocks = self._make_blocks()
+        else:
+            self.grid = None
+
+    def _make_blocks(self) -> list[tuple[slice, int, int, np.ndarray, np.ndarray]]:
+        # Banded evaluation: each grid block only sees atoms within _TRUNC·max width, so memory stays
+        # O(grid × band) even for loss curves with thousands of points.
+        reach = _TRUNC * float(self.width.max())
+        blocks = []
+        for b0 in range(0, self.grid.size, _BLOCK):
+            cols = slice(b0, min(b0 + _BLOCK, self.grid.size))
+            g = self.grid[cols]
+            i0 = int(np.searchsorted(self.pos, g[0] - reach, side="left"))
+            i1 = int(np.searchsorted(self.pos, g[-1] + reach, side="right"))
+            z = (g[None, :] - self.pos[i0:i1, None]) / self.width[i0:i1, None]
+            dens = np.exp(-0.5 * z * z) / (_SQRT_2PI * self.width[i0:i1, None])
+            blocks.append((cols, i0, i1, dens, ndtr(z)))
+        return blocks
+
+    def _weights(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.diff(y) / np.diff(self.x)
+        ds = np.diff(s)
+        if self.sigma == 0:
+            return s, ds
+        return s, np.concatenate([-ds[::-1], ds, -ds[::-1]])
+
+    def acceleration(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, w = self._weights(y)
+        if self.sigma == 0:
+            return self.knots, w / self.half_span
+        a = np.empty(self.grid.size)
+        for cols, i0, i1, dens, _ in self._blocks:
+            a[cols] = w[i0:i1] @ dens
+        return self.grid, a
+
+    def slope(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """σ = 0: segment slopes at segment midpoints; σ > 0: smoothed slope on the grid."""
+        s, w = self._weights(y)
+        if self.sigma == 0:
+            return (self.x[:-1] + self.x[1:]) / 2.0, s
+        # far left the odd extension has the mirrored last slope; atoms left of a band count fully
+        left = s[-1] + np.concatenate([[0.0], np.cumsum(w)])
+        g = np.empty(self.grid.size)
+        for cols, i0, i1, _, cdf in self._blocks:
+            g[cols] = left[i0] + w[i0:i1] @ cdf
+        return self.grid, g
+
+    def value(self, y: np.ndarray, q: np.ndarray) -> np.ndarray:
+        q = np.atleast_1d(np.asarray(q, dtype=float))
+        if self.sigma == 0:
+            return np.interp(q, self.x, y)
+        s, w = self._weights(y)
+        # extension = A + s_last·t + Σ w_j relu(t - p_j), with A fixed by passing through (x_0, y_0)
+        x0 = self.x[0]
+        a0 = y[0] - s[-1] * x0 - np.sum(w * np.maximum(x0 - self.pos, 0.0))
+        z = (q[:, None] - self.pos[None, :]) / self.width[None, :]
+        ramp = self.width[None, :] * (z * ndtr(z) + np.exp(-0.5 * z * z) / _SQRT_2PI)  # E[relu]
+        return a0 + s[-1] * q + ramp @ w
+
+
+def _smoother(steps: Any, values: Any, smooth: float, sigma: float | None, steps_name: str, values_name: str):
+    x, y = _check_curve(steps, values, steps_name, values_name)
+    return _Smoother(x, _resolve_sigma(x, smooth, sigma, values_name)), y
+
+
+def _in_range(xg: np.ndarray, lo: float, hi: float, what: str) -> np.ndarray:
+    mask = (xg >= lo) & (xg <= hi)
+    if not mask.any():
+        raise ValueError(f"step_range ({lo:g}, {hi:g}) contains no point where the {what} is evaluated")
+    return mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Rules on one curve (internal versions take a prepared _Smoother)
+# ----------------------------------------------------------------------------------------------
+
+
+def _structure(sm: _Smoother, y: np.ndarray, lo: float, hi: float) -> float:
+    xg, a = sm.acceleration(y)
+    mask = _in_range(xg, lo, hi, "acceleration")
+    idx = np.flatnonzero(mask)
+    i = idx[int(np.argmax(a[idx]))]
+    return float(xg[i]) if a[i] > 0 else _NAN
+
+
+def _capabilities(sm: _Smoother, y: np.ndarray, lo: float, hi: float, structure: float) -> float:
+    if not np.isfinite(structure):
+        return _NAN
+    xg, a = sm.acceleration(y)
+    idx = np.flatnonzero((xg > structure) & (xg >= lo) & (xg <= hi))
+    if idx.size == 0:
+        return _NAN
+    i = idx[int(np.argmin(a[idx]))]
+    return float(xg[i]) if a[i] < 0 else _NAN
+
+
+class LossDrop(NamedTuple):
+    """The steepest-descent window of a loss curve (NaN fields when the loss never decreases)."""
+
+    start: float  # step where the window starts
+    end: float  # step where it ends
+    drop_nats: float  # loss(start) - loss(end), unsmoothed interpolant
+    drop_frac: float  # drop_nats / (loss at first step - loss at last step)
+    peak_step: float  # step of the most negative slope
+    peak_slope: float  # that slope, nats per step
+
+
+_NO_DROP = LossDrop(_NAN, _NAN, _NAN, _NAN, _NAN, _NAN)
+
+
+def _loss_drop(sm: _Smoother, y: np.ndarray, lo: float, hi: float, frac: float) -> LossDrop:
+    xg, g = sm.slope(y)
+    mask = _in_range(xg, lo, hi, "loss slope")
+    idx = np.flatnonzero(mask)
+    i = int(idx[int(np.argmin(g[idx]))])
+    if not g[i] < 0:
+        return _NO_DROP
+    thr = frac * g[i]
+    left = i
+    while left - 1 >= 0 and mask[left - 1] and g[left - 1] <= thr:
+        left -= 1
+    right = i
+    while right + 1 < g.size and mask[right + 1] and g[right + 1] <= thr:
+        right += 1
+    if sm.sigma == 0:  # slopes belong to segments: the window spans their end steps
+        start, end = float(sm.x[left]), float(sm.x[right + 1])
+    else:
+        start, end = float(xg[left]), float(xg[right])
+    y_start, y_end = np.interp([start, end], sm.x, y)
+    drop = float(y_start - y_end)
+    total = float(y[0] - y[-1])
+    return LossDrop(start, end, drop, drop / total if total > 0 else _NAN, float(xg[i]), float(g[i]))
+
+
+def _uas_rise_during(sm_uas: _Smoother, uas: np.ndarray, start: float, end: float) -> float:
+    inside = sm_uas.x[(sm_uas.x > start) & (sm_uas.x < end)]
+    q = np.union1d(np.linspace(start, end, 65), inside)
+    v = sm_uas.value(uas, q)
+    return float(v.max() - v[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Public single-curve functions
+# ----------------------------------------------------------------------------------------------
+
+
+def acceleration_curve(
+    steps: Any, values: Any, *, smooth: float = DEFAULT_SMOOTH, sigma: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps_where_evaluated, acceleration)`` per the module's rule (for plots and checks).
+
+    ``smooth=0``: three-point non-uniform second difference at the interior steps; otherwise the
+    smoothed acceleration on a fine grid. Units: metric per step².
+    """
+    sm, y = _smoother(steps, values, smooth, sigma, "steps", "values")
+    return sm.acceleration(y)
+
+
+def slope_curve(
+    steps: Any, values: Any, *, smooth: float = DEFAULT_SMOOTH, sigma: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps_where_evaluated, slope)``: segment slopes at midpoints (``smooth=0``) or smoothed."""
+    sm, y = _smoother(steps, values, smooth, sigma, "steps", "values")
+    return sm.slope(y)
+
+
+def structure_onset(
+    steps: Any,
+    uas: Any,
+    *,
+    smooth: float = DEFAULT_SMOOTH,
+    sigma: float | None = None,
+    step_range: Sequence[float] | None = None,
+) -> float:
+    """Structure onset ▲: the step of the largest positive UAS acceleration (start of the spike).
+
+    ``smooth``: Gaussian σ in median step gaps (0 = none); ``sigma``: σ in steps (overrides).
+    ``step_range=(lo, hi)``: search only there. NaN when the acceleration is nowhere positive.
+    """
+    sm, y = _smoother(steps, uas, smooth, sigma, "steps", "uas")
+    lo, hi = _check_range(step_range)
+    return _structure(sm, y, lo, hi)
+
+
+def capabilities_onset(
+    steps: Any,
+    uas: Any,
+    *,
+    smooth: float = DEFAULT_SMOOTH,
+    sigma: float | None = None,
+    step_range: Sequence[float] | None = None,
+    structure: float | None = None,
+) -> float:
+    """Capabilities onset ●: the step of the most negative UAS acceleration strictly after the
+    structure onset (end of the spike, where UAS levels off).
+
+    ``structure``: a structure onset already computed (else it is detected with the same settings).
+    NaN when there is no structure onset or no negative acceleration after it.
+    """
+    sm, y = _smoother(steps, uas, smooth, sigma, "steps", "uas")
+    lo, hi = _check_range(step_range)
+    if structure is None:
+        structure = _structure(sm, y, lo, hi)
+    return _capabilities(sm, y, lo, hi, float(structure))
+
+
+def loss_drop_window(
+    steps: Any,
+    loss: Any,
+    *,
+    frac: float = DEFAULT_FRAC,
+    smooth: float = DEFAULT_SMOOTH,
+    sigma: float | None = None,
+    step_range: Sequence[float] | None = None,
+) -> LossDrop:
+    """The steepest loss descent: the step of the most negative slope (nats per step), extended on
+    both sides while the slope stays ``<= frac × peak slope`` (i.e. at least ``frac`` as steep).
+
+    With ``smooth=0`` slopes are those of the segments and the window spans whole segments; with
+    smoothing it is read on the fine grid (and widened by about σ on each side). ``drop_nats`` is
+    ``loss(start) - loss(end)`` on the unsmoothed interpolant; ``drop_frac`` divides it by the run's
+    total decrease (first minus last value). Use ``step_range`` to skip the initial descent.
+    """
+    _check_frac(frac)
+    sm, y = _smoother(steps, loss, smooth, sigma, "steps", "loss")
+    lo, hi = _check_range(step_range)
+    return _loss_drop(sm, y, lo, hi, frac)
+
+
+def alt_strategy_onset(
+    steps: Any,
+    loss: Any,
+    uas: Any,
+    *,
+    uas_steps: Any = None,
+    min_drop: float = DEFAULT_MIN_DROP,
+    max_uas_rise: float = DEFAULT_MAX_UAS_RISE,
+    frac: float = DEFAULT_FRAC,
+    smooth: float = DEFAULT_SMOOTH,
+    sigma: float | None = None,
+    step_range: Sequence[float] | None = None,
+) -> float | None:
+    """Alternative-strategy onset: start of the steepest loss-drop window (:func:`loss_drop_window`)
+    if the drop is ``>= min_drop`` nats and UAS rises by at most ``max_uas_rise`` inside it
+    (max of the smoothed UAS over the window minus its value at the start); otherwise ``None``.
+
+    ``uas_steps``: the steps of ``uas`` when they differ from the loss's ``steps``.
+    """
+    _check_frac(frac)
+    sm_l, yl = _smoother(steps, loss, smooth, sigma, "steps", "loss")
+    sm_u, yu = _smoother(steps if uas_steps is None else uas_steps, uas, smooth, sigma,
+                         "steps" if uas_steps is None else "uas_steps", "uas")
+    lo, hi = _check_range(step_range)
+    drop = _loss_drop(sm_l, yl, lo, hi, frac)
+    if not (drop.drop_nats >= min_drop):
+        return None
+    return drop.start if _uas_rise_during(sm_u, yu, drop.start, drop.end) <= max_uas_rise else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Everything at once
+# ----------------------------------------------------------------------------------------------
+
+
+def _detect(
+    sm_u: _Smoother | None,
+    uas: np.ndarray | None,
+    sm_l: _Smoother | None,
+    loss: np.ndarray | None,
+    lo: float,
+    hi: float,
+    frac: float,
+    min_uas_rise: float,
+    min_drop: float,
+    max_uas_rise: float,
+) -> dict[str, float]:
+    out = dict.fromkeys(ONSET_KEYS, _NAN)
+    if sm_u is not None:
+        st = _structure(sm_u, uas, lo, hi)
+        cap = _capabilities(sm_u, uas, lo, hi, st)
+        rise = float(np.diff(np.interp([st, cap], sm_u.x, uas))[0]) if np.isfinite(cap) else _NAN
+        if min_uas_rise > 0 and not rise >= min_uas_rise:  # no spike worth the name
+            st = cap = _NAN
+        out.update(structure_onset=st, capabilities_onset=cap, uas_rise=rise)
+    if sm_l is not None:
+        d = _loss_drop(sm_l, loss, lo, hi, frac)
+        out.update(loss_drop_start=d.start, loss_drop_end=d.end, loss_drop_nats=d.drop_nats,
+                   loss_drop_frac=d.drop_frac)
+        if sm_u is not None and np.isfinite(d.start):
+            r = _uas_rise_during(sm_u, uas, d.start, d.end)
+            out["uas_rise_during_drop"] = r
+            if d.drop_nats >= min_drop and r <= max_uas_rise:
+                out["alt_strategy_onset"] = d.start
+    return out
+
+
+def detect_onsets(
+    steps: Any,
+    loss: Any = None,
+    uas: Any = None,
+    *,
+    loss_steps: Any = None,
+    uas_steps: Any = None,
+    smooth: float = DEFAULT_SMOOTH,
+    sigma: float | None = None,
+    step_range: Sequence[float] | None = None,
+    frac: float = DEFAULT_FRAC,
+    min_uas_rise: float = 0.0,
+    min_drop: float = DEFAULT_MIN_DROP,
+    max_uas_rise: float = DEFAULT_MAX_UAS_RISE,
+) -> dict[str, float]:
+    """All onsets as one flat dict (keys :data:`ONSET_KEYS`; NaN where absent or not computable).
+
+    - ``structure_onset``, ``capabilities_onset``: from ``uas`` (see those functions);
+      ``uas_rise`` = UAS(capabilities) - UAS(structure) on the unsmoothed interpolant. With
+      ``min_uas_rise > 0`` both onsets are NaN unless the rise reaches it (SAS- runs: no spike).
+    - ``loss_drop_start``, ``loss_drop_end``, ``loss_drop_nats``, ``loss_drop_frac``: from ``loss``.
+    - ``uas_rise_during_drop``, ``alt_strategy_onset``: need both (see :func:`alt_strategy_onset`).
+
+    ``loss_steps`` / ``uas_steps`` give a metric's own steps (e.g. loss every N steps, UAS at
+    checkpoints); otherwise ``steps`` is used. σ is resolved per metric from its own steps;
+    ``smooth`` / ``sigma`` may be mappings by metric (``sigma={"loss": 500}``): a loss logged densely
+    and noisily needs a σ in steps comparable to the drop's width, since one median gap is then tiny.
+    """
+    _check_frac(frac)
+    lo, hi = _check_range(step_range)
+    if steps is None and (loss is not None and loss_steps is None or uas is not None and uas_steps is None):
+        raise ValueError("steps is required unless loss_steps / uas_steps are given for every metric")
+    sm_u = sm_l = yu = yl = None
+    if uas is not None:
+        s_name = "steps" if uas_steps is None else "uas_steps"
+        sm_u, yu = _smoother(steps if uas_steps is None else uas_steps, uas, smooth, sigma, s_name, "uas")
+    if loss is not None:
+        s_name = "steps" if loss_steps is None else "loss_steps"
+        sm_l, yl = _smoother(steps if loss_steps is None else loss_steps, loss, smooth, sigma, s_name, "loss")
+    return _detect(sm_u, yu, sm_l, yl, lo, hi, frac, min_uas_rise, min_drop, max_uas_rise)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bootstrap intervals
+# ----------------------------------------------------------------------------------------------
+
+
+def _sample_matrix(name: str, a: Any, over: str, n_steps: int) -> np.ndarray:
+    """Return samples as (n_steps, n_samples)."""
+    m = _as_float_array(name, a, 2)
+    if over == "seeds":  # (n_seeds, n_steps): a list of per-seed curves
+        if m.shape[1] != n_steps:
+            raise ValueError(f"{name} must have shape (n_seeds, {n_steps}) for over='seeds', got {m.shape}")
+        m = m.T
+    elif m.shape[0] != n_steps:
+        raise ValueError(f"{name} must have shape ({n_steps}, n_items) for over='items', got {m.shape}")
+    if m.shape[1] < 2:
+        raise ValueError(f"{name} needs at least 2 {over} to resample, got {m.shape[1]}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} contains non-finite values")
+    return m
+
+
+def bootstrap_interval(
+    steps: Any,
+    *,
+    uas: Any = None,
+    loss: Any = None,
+    over: str = "seeds",
+    uas_steps: Any = None,
+    loss_steps: Any = None,
+    onsets: Iterable[str] | None = None,
+    n_boot: int = 1000,
+    level: float = DEFAULT_LEVEL,
+    seed: int | None = 0,
+    **detect_kwargs: Any,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval for each onset.
+
+    ``over="seeds"``: ``uas`` / ``loss`` are per-seed curves, shape ``(n_seeds, n_steps)``. Each draw
+    resamples seeds with replacement (the same seeds for loss and UAS, which must then have the same
+    number of seeds), averages the curves and runs :func:`detect_onsets`.
+
+    ``over="items"``: matrices of shape ``(n_steps, n_items)`` (per-sentence or per-chunk metric at
+    each step). Each draw resamples items (columns) with replacement, averages them into a mean
+    curve and detects. Loss and UAS items are resampled independently (different item sets).
+
+    Returns ``{name: (low, high)}``: the ``(1-level)/2`` and ``(1+level)/2`` percentiles (default
+    ``level=0.90``: 5th and 95th) over draws where that onset was found; ``(nan, nan)`` if never.
+    ``onsets`` defaults to the step-valued keys present for the given metrics. ``seed`` makes the
+    draws reproducible. ``detect_kwargs`` go to :func:`detect_onsets` (smooth, sigma, step_range, ...).
+    """
+    if over not in ("seeds", "items"):
+        raise ValueError(f"over must be 'seeds' or 'items', got {over!r}")
+    if not (0 < level < 1):
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    if int(n_boot) != n_boot or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if uas is None and loss is None:
+        raise ValueError("give uas and/or loss samples")
+    smooth = detect_kwargs.pop("smooth", DEFAULT_SMOOTH)
+    sigma = detect_kwargs.pop("sigma", None)
+    lo, hi = _check_range(detect_kwargs.pop("step_range", None))
+    frac = detect_kwargs.pop("frac", DEFAULT_FRAC)
+    _check_frac(frac)
+    rule = dict(
+        min_uas_rise=detect_kwargs.pop("min_uas_rise", 0.0),
+        min_drop=detect_kwargs.pop("min_drop", DEFAULT_MIN_DROP),
+        max_uas_rise=detect_kwargs.pop("max_uas_rise", DEFAULT_MAX_UAS_RISE),
+    )
+    if detect_kwargs:
+        raise ValueError(f"unknown detect_onsets arguments: {sorted(detect_kwargs)}")
+
+    mats: dict[str, tuple[_Smoother, np.ndarray]] = {}
+    for name, samples, own_steps in (("uas", uas, uas_steps), ("loss", loss, loss_steps)):
+        if samples is None:
+            continue
+        s_name = "steps" if own_steps is None else f"{name}_steps"
+        x = _check_steps(steps if own_steps is None else own_steps, s_name)
+        mats[name] = (_Smoother(x, _resolve_sigma(x, smooth, sigma, name)), _sample_matrix(name, samples, over, x.size))
+    if over == "seeds" and len(mats) == 2 and mats["uas"][1].shape[1] != mats["loss"][1].shape[1]:
+        raise ValueError("uas and loss must have the same number of seeds (seeds are resampled jointly)")
+
+    available = []
+    if "uas" in mats:
+        available += ["structure_onset", "capabilities_onset"]
+    if "loss" in mats:
+        available += ["loss_drop_start", "loss_drop_end"]
+    if len(mats) == 2:
+        available.append("alt_strategy_onset")
+    names = list(available if onsets is None else onsets)
+    unknown = [n for n in names if n not in ONSET_KEYS]
+    if unknown:
+        raise ValueError(f"onsets: unknown names {unknown}; choose from {list(ONSET_KEYS)}")
+
+    rng = np.random.default_rng(seed)
+    draws = np.full((int(n_boot), len(names)), np.nan)
+    for b in range(int(n_boot)):
+        means: dict[str, np.ndarray] = {}
+        shared = None
+        for name, (sm, m) in mats.items():
+            if over == "seeds" and shared is not None:
+                idx = shared
+            else:
+                idx = rng.integers(0, m.shape[1], m.shape[1])
+                shared = idx
+            means[name] = m[:, idx].mean(axis=1)
+        u, l_ = mats.get("uas"), mats.get("loss")
+        res = _detect(u[0] if u else None, means.get("uas"), l_[0] if l_ else None, means.get("loss"),
+                      lo, hi, frac, **rule)
+        draws[b] = [res[n] for n in names]
+
+    q = 100.0 * np.array([(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    out = {}
+    for j, n in enumerate(names):
+        col = draws[:, j][np.isfinite(draws[:, j])]
+        out[n] = (float(np.percentile(col, q[0])), float(np.percentile(col, q[1]))) if col.size else (_NAN, _NAN)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------
+
+DEFAULT_GROUPS = ("variant", "run", "seed")
+
+
+def onset_table(
+    df: Any,
+    *,
+    step: str = "step",
+    uas: str | None = "uas",
+    loss: str | None = "loss",
+    by: Sequence[str] | str | None = None,
+    **detect_kwargs: Any,
+) -> Any:
+    """One row per group with :func:`detect_onsets` results, from a tidy (wide) table.
+
+    ``df`` has a ``step`` column, metric columns (``uas``, ``loss``; either may be missing) and
+    optional grouping columns. ``by`` defaults to whichever of ``variant``, ``run``, ``seed`` exist
+    (none: one row). Within a group each metric uses only its rows with finite values, so loss
+    logged every N steps and UAS at checkpoints can share one table (NaN elsewhere); a metric with
+    no finite value in a group gives NaN onsets. Rows with a repeated step raise ValueError naming the
+    group. Output columns: the group columns, ``n_uas``, ``n_loss`` (points used) and
+    :data:`ONSET_KEYS`.
+    """
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    if step not in df.columns:
+        raise ValueError(f"df has no step column {step!r} (columns: {list(df.columns)})")
+    metrics = {k: c for k, c in (("uas", uas), ("loss", loss)) if c is not None and c in df.columns}
+    if not metrics:
+        raise ValueError(f"df has none of the metric columns {[c for c in (uas, loss) if c]}")
+    if by is None:
+        by = [c for c in DEFAULT_GROUPS if c in df.columns]
+    elif isinstance(by, str):
+        by = [by]
+    else:
+        by = list(by)
+    missing = [c for c in by if c not in df.columns]
+    if missing:
+        raise ValueError(f"grouping columns {missing} are not in df")
+
+    groups = df.groupby(by, sort=True, dropna=False) if by else [((), df)]
+    rows = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{c}={v!r}" for c, v in zip(by, key)) or "the table"
+        args: dict[str, Any] = {}
+        counts = {"n_uas": 0, "n_loss": 0}
+        for mname, col in metrics.items():
+            sub = g[[step, col]]
+            sub = sub[np.isfinite(pd.to_numeric(sub[col], errors="coerce").to_numpy(dtype=float))]
+            if sub.empty:
+                continue
+            sub = sub.sort_values(step, kind="mergesort")
+            dup = sub[step].duplicated()
+            if dup.any():
+                raise ValueError(f"{label}: step {sub[step][dup].iloc[0]!r} appears more than once for "
+                                 f"{col!r}; add the distinguishing column to by=")
+            args[mname] = sub[col].to_numpy(dtype=float)
+            args[f"{mname}_steps"] = sub[step].to_numpy(dtype=float)
+            counts[f"n_{mname}"] = len(sub)
+        try:
+            res = detect_onsets(None, **args, **detect_kwargs) if args else dict.fromkeys(ONSET_KEYS, _NAN)
+        except ValueError as e:
+            raise ValueError(f"{label}: {e}") from e
+        rows.append({**dict(zip(by, key)), **counts, **res})
+    return pd.DataFrame(rows, columns=[*by, "n_uas", "n_loss", *ONSET_KEYS])

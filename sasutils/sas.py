@@ -1,0 +1,330 @@
+"""Syntactic Attention Structure (SAS): how well attention heads follow dependency arcs.
+
+Method of Clark et al. (2019), as used by Chen et al. (2024):
+
+1. Word-level attention. With P (W, T) the piece->word indicator of a sentence and A (T, T) one
+   head's attention, ``A_word = diag(1/|pieces(w)|) P A P^T``: attention *from* a word is the mean
+   over its pieces, attention *to* a word is the sum over its pieces. ``[CLS]``/``[SEP]`` are dropped.
+2. Predicted parent = argmax over the other words (self excluded; first index on ties; no
+   prediction if none of them gets any attention), in two directions:
+   ``dep`` -- the word that i attends to most (dependent -> head);
+   ``head`` -- the word that attends to i most (the transpose; a head whose rows are parents).
+3. UAS of (layer, head, direction) = fraction of non-root words whose predicted parent is the gold
+   parent. ``relation="all"`` excludes root words; ``"all+root"`` counts them in the denominator
+   (they can never be right: the paper's "all" row). Per relation: the same over words with that
+   relation. Fixed-offset baselines: parent = i + k, k in -3..3.
+4. The **SAS scalar** = UAS of the single best (layer, head, direction) over all words, root
+   excluded (``sas_uas``; ``sas_uas_root`` is the same head set scored with root words counted).
+   The soft variant is the mean attention mass on the gold parent.
+
+Everything is vectorised over sentences, layers and heads (einsum + argmax on an (L, B, H, W, W)
+tensor), sentences are length-sorted and chunked so memory stays bounded; the same code runs on
+CPU and GPU. ``tests/test_sas.py`` keeps the plain per-sentence, per-head reference loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .model import attention_weights
+from .treebank import ParsedSentence, load_treebank
+
+OFFSETS = (-3, -2, -1, 1, 2, 3)
+DIRECTIONS = ("dep", "head")
+
+
+@dataclass
+class EncodedTreebank:
+    """Sentences as WordPiece ids with their piece->word map and gold arcs.
+
+    Per sentence s: ``ids[s]`` (T_s,) including [CLS]/[SEP]; ``p2w[s]`` (T_s,) word index of each
+    piece, -1 for specials; ``heads[s]`` (W_s,) gold parent word, -1 for root; ``rels[s]`` (W_s,)
+    index into ``relations``.
+    """
+
+    ids: list[np.ndarray]
+    p2w: list[np.ndarray]
+    heads: list[np.ndarray]
+    rels: list[np.ndarray]
+    relations: list[str]
+    skipped_too_long: int = 0
+    unk_words: int = 0  # words that tokenized to zero pieces and were given one [UNK] piece
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode_treebank(
+    sentences: Sequence[ParsedSentence], tokenizer, max_len: int, relations: Sequence[str] | None = None
+) -> EncodedTreebank:
+    """Tokenize parsed sentences for scoring (``max_len`` includes [CLS] and [SEP]).
+
+    Sentences whose pieces do not fit are skipped and counted (``skipped_too_long``); a word that
+    tokenizes to zero pieces gets one [UNK] piece and is counted (``unk_words``).
+    """
+    rel_names = sorted({r for s in sentences for r in s.deprels}) if relations is None else list(relations)
+    rel_index = {r: i for i, r in enumerate(rel_names)}
+    enc = tokenizer([list(s.words) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    out = EncodedTreebank([], [], [], [], rel_names)
+    for k, s in enumerate(sentences):
+        ids, wids = enc["input_ids"][k], enc.word_ids(k)
+        if len(set(wids)) != len(s.words):  # some word vanished (e.g. only control characters)
+            ids, wids = [], []
+            for w, word in enumerate(s.words):
+                piece = tokenizer(word, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id]
+                out.unk_words += not tokenizer(word, add_special_tokens=False)["input_ids"]
+                ids += piece
+                wids += [w] * len(piece)
+        if len(ids) + 2 > max_len:
+            out.skipped_too_long += 1
+            continue
+        out.ids.append(np.array([tokenizer.cls_token_id, *ids, tokenizer.sep_token_id], dtype=np.int64))
+        out.p2w.append(np.array([-1, *wids, -1], dtype=np.int64))
+        out.heads.append(np.array(s.heads, dtype=np.int64))
+        out.rels.append(np.array([rel_index.get(r, -1) for r in s.deprels], dtype=np.int64))
+    if out.skipped_too_long:
+        out.notes.append(f"skipped {out.skipped_too_long} of {len(sentences)} sentences longer than {max_len} pieces")
+    if out.unk_words:
+        out.notes.append(f"{out.unk_words} words tokenized to zero pieces; each scored as one [UNK] piece")
+    return out
+
+
+@dataclass
+class Batch:
+    """Padded tensors for a chunk of sentences (B sentences, T pieces, W words)."""
+
+    index: np.ndarray  # (B,) sentence indices into the EncodedTreebank
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    piece_word: torch.Tensor  # (B, W, T) 1 where piece t belongs to word w
+    heads: torch.Tensor  # (B, W) gold parent, -1 root, -2 padding
+    rels: torch.Tensor  # (B, W) relation index, -1 none/padding
+
+
+def batches(enc: EncodedTreebank, max_tokens: int = 4096, device=None) -> Iterator[Batch]:
+    """Length-sorted chunks of at most ``max_tokens`` padded pieces (B * T)."""
+    order = np.argsort([len(x) for x in enc.ids], kind="stable")
+    i = 0
+    while i < len(order):
+        T = len(enc.ids[order[i]])
+        j = i + 1
+        while j < len(order) and (j - i + 1) * len(enc.ids[order[j]]) <= max_tokens:
+            j += 1
+        idx = order[i:j]
+        T = max(len(enc.ids[s]) for s in idx)
+        W = max(len(enc.heads[s]) for s in idx)
+        B = len(idx)
+        ids = torch.zeros(B, T, dtype=torch.long)
+        mask = torch.zeros(B, T, dtype=torch.long)
+        pw = torch.zeros(B, W, T)
+        heads = torch.full((B, W), -2, dtype=torch.long)
+        rels = torch.full((B, W), -1, dtype=torch.long)
+        for b, s in enumerate(idx):
+            n, w = len(enc.ids[s]), len(enc.heads[s])
+            ids[b, :n] = torch.from_numpy(enc.ids[s])
+            mask[b, :n] = 1
+            t = np.nonzero(enc.p2w[s] >= 0)[0]
+            pw[b, enc.p2w[s][t], t] = 1.0
+            heads[b, :w] = torch.from_numpy(enc.heads[s])
+            rels[b, :w] = torch.from_numpy(enc.rels[s])
+        yield Batch(idx, *(x.to(device) for x in (ids, mask, pw, heads, rels)))
+        i = j
+
+
+def word_attention(attn: torch.Tensor, piece_word: torch.Tensor) -> torch.Tensor:
+    """Word-level attention (L, B, H, W, W) from piece attention (L, B, H, T, T).
+
+    ``A_word[i, j] = mean_{t in i} sum_{u in j} A[t, u]`` (from = mean, to = sum; specials dropped).
+    """
+    pw = piece_word.to(attn.dtype)
+    from_w = pw / pw.sum(-1, keepdim=True).clamp(min=1)
+    to_words = torch.einsum("lbhtu,bwu->lbhtw", attn, pw)
+    return torch.einsum("bvt,lbhtw->lbhvw", from_w, to_words)
+
+
+@dataclass
+class Counts:
+    """Sufficient statistics; UAS = correct / n. Shapes: (L, H, 2 directions, K+2 relation slots).
+
+    Relation slot 0 = "all" (root excluded), slot 1 = "all+root", slot 2+k = relation k.
+    """
+
+    correct: torch.Tensor
+    n: torch.Tensor
+    soft: torch.Tensor  # summed attention mass on the gold arc
+
+    def __iadd__(self, other: "Counts") -> "Counts":
+        self.correct += other.correct
+        self.n += other.n
+        self.soft += other.soft
+        return self
+
+
+def score_attention(attn: torch.Tensor, batch: Batch, n_rel: int) -> Counts:
+    """Counts for one chunk. ``attn``: (L, B, H, T, T) attention of the chunk's sentences."""
+    aw = word_attention(attn, batch.piece_word)  # (L, B, H, W, W)
+    L, B, H, W, _ = aw.shape
+    heads = batch.heads
+    word_ok = heads >= -1  # real words (root included)
+    eye = torch.eye(W, dtype=torch.bool, device=aw.device)
+    # candidates are the last dim; self and padding words can never be predicted
+    invalid = (eye | ~word_ok[:, None, None, :]).unsqueeze(0)  # (1, B, 1, W, W)
+
+    def predict(m: torch.Tensor) -> torch.Tensor:
+        # argmax over candidate words (first max on ties); a word whose candidates get no attention
+        # at all (everything on [CLS]/[SEP]/itself) predicts no parent (-1)
+        best, arg = m.masked_fill(invalid, float("-inf")).max(-1)
+        return arg.masked_fill(best <= 0, -1)
+
+    pred_dep = predict(aw)  # (L, B, H, W): the word that i attends to most
+    pred_head = predict(aw.transpose(-1, -2))  # the word that attends to i most
+    gold = heads.clamp(min=0)
+    nonroot = heads >= 0  # (B, W)
+    rel_1h = torch.zeros(B, W, n_rel + 2, device=aw.device, dtype=aw.dtype)
+    rel_1h[..., 0] = nonroot.to(aw.dtype)
+    rel_1h[..., 1] = word_ok.to(aw.dtype)
+    r = batch.rels.clamp(min=0)
+    rel_1h[..., 2:].scatter_(-1, r.unsqueeze(-1), (nonroot & (batch.rels >= 0)).to(aw.dtype).unsqueeze(-1))
+    g = gold[None, :, None, :]  # (1, B, 1, W)
+    correct = torch.stack([(pred_dep == g), (pred_head == g)], dim=2).to(aw.dtype)  # (L, B, 2, H, W)
+    correct = correct * nonroot[None, :, None, None, :]
+    # soft: dep = mass i puts on its parent; head = mass the parent puts on i
+    idx = gold[None, :, None, :, None].expand(L, B, H, W, 1)
+    soft_dep = aw.gather(-1, idx).squeeze(-1)  # (L, B, H, W)
+    soft_head = aw.transpose(-1, -2).gather(-1, idx).squeeze(-1)
+    soft = torch.stack([soft_dep, soft_head], dim=2) * nonroot[None, :, None, None, :]
+    n = rel_1h.sum((0, 1))  # (K+2,)
+    return Counts(
+        correct=torch.einsum("lbdhw,bwk->lhdk", correct, rel_1h),
+        n=n.expand(L, H, 2, n_rel + 2).clone(),
+        soft=torch.einsum("lbdhw,bwk->lhdk", soft, rel_1h),
+    )
+
+
+def offset_baselines(enc: EncodedTreebank) -> pd.DataFrame:
+    """UAS of 'parent = i + k' for k in OFFSETS, over all words and per relation (root excluded)."""
+    rows = []
+    names = ["all", "all+root", *enc.relations]
+    for k in OFFSETS:
+        correct = np.zeros(len(names))
+        n = np.zeros(len(names))
+        for h, r in zip(enc.heads, enc.rels):
+            i = np.arange(len(h))
+            ok = (h == i + k) & (h >= 0)
+            nr = h >= 0
+            correct[0] += ok.sum()
+            n[0] += nr.sum()
+            correct[1] += ok.sum()
+            n[1] += len(h)
+            np.add.at(correct, 2 + r[nr & (r >= 0)], ok[nr & (r >= 0)])
+            np.add.at(n, 2 + r[nr & (r >= 0)], 1)
+        for name, c, m in zip(names, correct, n):
+            rows.append(dict(layer=-1, head=-1, direction=f"offset{k:+d}", relation=name, n=int(m),
+                             correct=int(c), uas=c / m if m else np.nan, soft=np.nan))
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def count_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, dtype=torch.float32) -> Counts:
+    """Forward every chunk with attention weights and accumulate :class:`Counts`."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = None
+    try:
+        with attention_weights(model):
+            for batch in batches(enc, max_tokens, device):
+                out = model.bert(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_attentions=True)
+                attn = torch.stack(out.attentions).to(dtype)  # (L, B, H, T, T)
+                c = score_attention(attn, batch, len(enc.relations))
+                total = c if total is None else total.__iadd__(c)
+    finally:
+        model.train(was_training)
+    return total
+
+
+def counts_table(c: Counts, relations: Sequence[str]) -> pd.DataFrame:
+    """Tidy table: one row per (layer, head, direction, relation)."""
+    names = ["all", "all+root", *relations]
+    L, H, D, K = c.correct.shape
+    li, hi, di, ki = np.meshgrid(np.arange(L), np.arange(H), np.arange(D), np.arange(K), indexing="ij")
+    n = c.n.cpu().numpy().ravel()
+    corr = c.correct.cpu().numpy().ravel()
+    soft = c.soft.cpu().numpy().ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(dict(
+            layer=li.ravel(), head=hi.ravel(), direction=np.array(DIRECTIONS)[di.ravel()],
+            relation=np.array(names, dtype=object)[ki.ravel()], n=n.astype(int), correct=np.rint(corr).astype(int),
+            uas=corr / n, soft=soft / n,
+        ))
+
+
+def score_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, baselines: bool = True) -> pd.DataFrame:
+    """UAS of every (layer, head, direction) over all words and per relation, plus offset baselines."""
+    df = counts_table(count_uas(model, enc, max_tokens), enc.relations)
+    return pd.concat([df, offset_baselines(enc)], ignore_index=True) if baselines else df
+
+
+def summarize(df: pd.DataFrame, relations: Sequence[str] = ("nsubj", "obj", "det", "amod", "case", "advmod")) -> dict:
+    """Flat dict for a metrics log: the SAS scalar and friends.
+
+    ``sas_uas``: best (layer, head, direction) UAS over all non-root words (the figures' SAS scalar);
+    ``sas_uas_root``: that head's UAS with root words counted; ``sas_soft``: best soft score;
+    ``offset_best``: best fixed-offset baseline; ``uas/<rel>`` and ``offset/<rel>``: best head and
+    best offset per relation.
+    """
+    heads = df[df.layer >= 0]
+    base = df[df.layer < 0]
+    key = ["layer", "head", "direction"]
+    allw = heads[heads.relation == "all"].set_index(key)
+    best = allw.uas.idxmax()
+    root = heads[heads.relation == "all+root"].set_index(key).uas
+    out = {
+        "sas_uas": float(allw.uas.max()),
+        "sas_uas_root": float(root.loc[best]),
+        "sas_head": "L{}H{}-{}".format(*best),
+        "sas_soft": float(allw.soft.max()),
+        "offset_best": float(base[base.relation == "all"].uas.max()) if len(base) else np.nan,
+    }
+    for r in relations:
+        hr, br = heads[heads.relation == r], base[base.relation == r]
+        if len(hr) and hr.n.iloc[0] > 0:
+            out[f"uas/{r}"] = float(hr.uas.max())
+            if len(br):
+                out[f"offset/{r}"] = float(br.uas.max())
+    return out
+
+
+def first_n(enc: EncodedTreebank, n: int | None) -> EncodedTreebank:
+    """The first ``n`` encoded sentences (those that fit), keeping the skip counts and notes."""
+    if n is None or n >= len(enc):
+        return enc
+    return EncodedTreebank(enc.ids[:n], enc.p2w[:n], enc.heads[:n], enc.rels[:n], enc.relations,
+                           enc.skipped_too_long, enc.unk_words, enc.notes)
+
+
+def make_sas_callback(
+    tokenizer, max_len: int, treebank: str = "ewt-dev", n_sentences: int = 300,
+    data_dir=None, max_tokens: int = 4096,
+) -> Callable[[object, int], dict]:
+    """Metric callback for the training loop: ``cb(model, step) -> summarize(score_uas(...))``.
+
+    Scores the first ``n_sentences`` sentences of ``treebank`` that fit in ``max_len`` pieces (the
+    model's positions; the number skipped to get there is in ``cb.encoded.notes``). The treebank is
+    read and tokenized once, here.
+    """
+    enc = first_n(encode_treebank(load_treebank(treebank, data_dir), tokenizer, max_len), n_sentences)
+    base = offset_baselines(enc)
+
+    def sas_callback(model, step: int) -> dict:
+        df = pd.concat([counts_table(count_uas(model, enc, max_tokens), enc.relations), base], ignore_index=True)
+        return summarize(df)
+
+    sas_callback.encoded = enc  # for inspection (notes on skipped sentences)
+    return sas_callback

@@ -1,0 +1,386 @@
+"""The training loop: BERT MLM + the syntactic regularizer, with metric callbacks and checkpoints.
+
+Read it top to bottom in :func:`train`. The loop knows no metric: ``callbacks`` are
+``(every, fn)`` pairs where ``fn(model, step) -> dict`` returns a flat dict that is merged into the
+metrics row of that step (``sasutils.sas.make_sas_callback``, ``sasutils.blimp.make_blimp_callback``).
+
+Run directory layout::
+
+    run_dir/config.json          the full configuration (a resumed run must match it)
+    run_dir/tokenizer/           the WordPiece tokenizer (AutoTokenizer.from_pretrained)
+    run_dir/metrics.jsonl        one JSON object per evaluation step (tidy: pandas.read_json(lines=True))
+    run_dir/checkpoints/step_0000100/   save_pretrained folders + manifest.json
+    run_dir/state.pt             last training state (model, optimizer, scheduler, step, wall time)
+
+Determinism: the batch and the MLM mask of step s, and the dropout RNG, are derived from
+``(seed, s)`` alone, so a run resumed from ``state.pt`` reproduces the uninterrupted run exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+from tqdm.auto import tqdm
+
+from . import model as model_lib
+from .corpus import CorpusData, load_corpus
+from .regularizer import syntactic_regularizer
+
+Callback = Callable[[torch.nn.Module, int], dict]
+
+DEFAULTS = dict(
+    preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean", mask_prob=0.15,
+    eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
+    data_dir=None, threads=None,
+)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (non-finite loss, mismatched resume); the message says where."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+def make_config(preset: str = "cpu-tiny", **params) -> dict:
+    """The full run configuration: preset values, then loop defaults, then ``params``; validated.
+
+    ``lam``: regularizer weight (> 0 SAS-, < 0 SAS+, 0 off). ``suppress_steps`` = k: the term is on
+    for steps < k and off from k on; -1 = the whole run; 0 = never (Base).
+    """
+    preset_keys = set(model_lib.preset(preset))
+    cfg = model_lib.preset(preset, **{k: v for k, v in params.items() if k in preset_keys})
+    for k, v in DEFAULTS.items():
+        cfg[k] = params.get(k, v) if params.get(k, v) is not None or k in ("data_dir", "threads") else v
+    cfg["preset"] = preset
+    unknown = set(params) - preset_keys - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)}")
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: dict) -> None:
+    """Check types and ranges before any compute; errors name the parameter."""
+    def need(cond: bool, name: str, what: str):
+        if not cond:
+            raise ValueError(f"parameter {name}={cfg.get(name)!r}: {what}")
+
+    for k in ("steps", "batch_size", "seq_len", "vocab_size", "eval_every", "checkpoint_every", "warmup"):
+        need(isinstance(cfg[k], (int, np.integer)) and not isinstance(cfg[k], bool), k, "must be an integer")
+    need(cfg["steps"] >= 1, "steps", "must be >= 1")
+    need(cfg["batch_size"] >= 1, "batch_size", "must be >= 1")
+    need(0 <= cfg["warmup"] < cfg["steps"], "warmup", "must be in [0, steps)")
+    need(isinstance(cfg["lr"], (int, float)) and 0 < cfg["lr"] < 1, "lr", "must be a number in (0, 1)")
+    need(isinstance(cfg["lam"], (int, float)) and math.isfinite(cfg["lam"]), "lam", "must be a finite number")
+    k = cfg["suppress_steps"]
+    need(isinstance(k, (int, np.integer)) and not isinstance(k, bool), "suppress_steps", "must be an integer")
+    need(k == -1 or 0 <= k <= cfg["steps"], "suppress_steps",
+         f"must be -1 (whole run) or between 0 and steps={cfg['steps']}")
+    need(cfg["reg_reduction"] in ("mean", "sum"), "reg_reduction", "must be 'mean' or 'sum'")
+    need(0 < cfg["mask_prob"] < 1, "mask_prob", "must be in (0, 1)")
+    need(0 <= cfg["dropout"] < 1, "dropout", "must be in [0, 1)")
+    need(cfg["hidden_size"] % cfg["num_attention_heads"] == 0, "hidden_size",
+         f"must be divisible by num_attention_heads={cfg['num_attention_heads']}")
+    need(cfg["eval_every"] >= 1 and cfg["checkpoint_every"] >= 1, "eval_every", "intervals must be >= 1")
+    if cfg.get("data_dir"):
+        need(Path(cfg["data_dir"]).is_dir(), "data_dir", "directory does not exist")
+
+
+def lam_at(cfg: dict, step: int) -> float:
+    """The regularizer weight in force at ``step`` (suppress-then-release)."""
+    k = cfg["suppress_steps"]
+    return cfg["lam"] if (k == -1 or step < k) else 0.0
+
+
+def lr_at(cfg: dict, step: int) -> float:
+    """Linear warmup to ``lr`` then linear decay to 0 at ``steps`` -- independent of ``suppress_steps``."""
+    w, n = cfg["warmup"], cfg["steps"]
+    if step < w:
+        return cfg["lr"] * (step + 1) / w
+    return cfg["lr"] * max(0.0, (n - step) / max(1, n - w))
+
+
+def checkpoint_steps(cfg: dict) -> list[int]:
+    """Dense early (log-spaced ``checkpoint_log_steps``), then every ``checkpoint_every``, plus 0 and the end."""
+    s = {0, cfg["steps"], *[x for x in cfg["checkpoint_log_steps"] if x < cfg["steps"]]}
+    s |= set(range(cfg["checkpoint_every"], cfg["steps"], cfg["checkpoint_every"]))
+    return sorted(s)
+
+
+def run_name(cfg: dict) -> str:
+    """A run directory name from the parameters that distinguish runs."""
+    k = cfg["suppress_steps"]
+    variant = "base" if cfg["lam"] == 0 or k == 0 else (
+        ("sasminus" if cfg["lam"] > 0 else "sasplus") + ("" if k == -1 else f"-k{k}"))
+    lam = "" if variant == "base" else f"_lam{cfg['lam']:g}"
+    # the hash tells apart runs that differ in any other value (lr, dropout, corpus, ...)
+    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{cfg['preset']}_{variant}{lam}_seed{cfg['seed']}_{digest}"
+
+
+# --------------------------------------------------------------------------- batches
+
+def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, step, stream])
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Rows of step ``step``: an epoch-wise permutation seeded by (seed, epoch), so data order is a function of step."""
+    start = step * batch_size
+    idx = []
+    while len(idx) < batch_size:
+        epoch, pos = divmod(start + len(idx), n)
+        perm = _rng(seed, epoch, 1).permutation(n)
+        idx.extend(perm[pos: pos + batch_size - len(idx)])
+    return np.asarray(idx)
+
+
+def mask_tokens(ids: torch.Tensor, tokenizer, mask_prob: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: ``mask_prob`` of the non-special tokens; 80% [MASK], 10% random, 10% kept.
+
+    Returns (input_ids, labels) with labels -100 at unmasked positions. At least one token is masked.
+    """
+    special = (ids == tokenizer.pad_token_id) | (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id)
+    chosen = (torch.rand(ids.shape, generator=gen) < mask_prob) & ~special
+    if not chosen.any():
+        chosen.view(-1)[(~special).view(-1).nonzero()[0]] = True
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    r = torch.rand(ids.shape, generator=gen)
+    inp = ids.clone()
+    inp[chosen & (r < 0.8)] = tokenizer.mask_token_id
+    rand = chosen & (r >= 0.8) & (r < 0.9)
+    inp[rand] = torch.randint(len(tokenizer), ids.shape, generator=gen)[rand]
+    return inp, labels
+
+
+def make_batch(data, rows: np.ndarray, tokenizer, mask_prob: float, seed: int, step: int, stream: int = 0):
+    ids = torch.from_numpy(data.input_ids[rows].astype(np.int64))
+    gen = torch.Generator().manual_seed(int(_rng(seed, step, 2 + stream).integers(2**62)))
+    inp, labels = mask_tokens(ids, tokenizer, mask_prob, gen)
+    attn = (ids != tokenizer.pad_token_id).long()
+    parents = torch.from_numpy(data.parents[rows].astype(np.int64))
+    return inp, attn, labels, parents
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model, tokenizer, run_dir: Path, step: int) -> Path:
+    """``save_pretrained`` into a temporary folder, a manifest of file sizes last, then rename."""
+    final = run_dir / "checkpoints" / f"step_{step:07d}"
+    if final.exists():
+        return final
+    tmp = final.with_name("." + final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    transformers.utils.logging.disable_progress_bar()  # one bar per shard is noise here
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    files = {p.name: p.stat().st_size for p in tmp.iterdir()}
+    _atomic_json(tmp / "manifest.json", {"step": step, "files": files})
+    os.rename(tmp, final)
+    return final
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` unless every file in its manifest is present and whole."""
+    man = path / "manifest.json"
+    if not man.exists():
+        raise CheckpointError(f"checkpoint {path} is incomplete: no manifest.json")
+    for name, size in json.loads(man.read_text())["files"].items():
+        f = path / name
+        if not f.exists() or f.stat().st_size != size:
+            raise CheckpointError(f"checkpoint {path} is incomplete or corrupt: {name} missing or wrong size")
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of the run's complete checkpoints, in step order (half-written ones are ignored)."""
+    out = []
+    for p in sorted(Path(run_dir, "checkpoints").glob("step_*")):
+        out.append((int(p.name.split("_")[1]), p))
+    return out
+
+
+def load_checkpoint(path: str | Path):
+    """``(model, tokenizer)`` from a checkpoint folder, verified first."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    path = Path(path)
+    verify_checkpoint(path)
+    model = BertForMaskedLM.from_pretrained(path)
+    model.set_attn_implementation("sdpa")
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def _save_state(run_dir: Path, model, opt, step: int, wall: float, last_loss: float) -> None:
+    tmp = run_dir / "state.pt.tmp"
+    torch.save({"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "wall": wall,
+                "last_loss": last_loss}, tmp)
+    os.replace(tmp, run_dir / "state.pt")
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """The run's metrics log as a tidy DataFrame (one row per evaluation step)."""
+    p = Path(run_dir) / "metrics.jsonl"
+    if not p.exists():
+        return pd.DataFrame()
+    return pd.DataFrame([json.loads(line) for line in p.read_text().splitlines() if line.strip()])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model, data: CorpusData, cfg: dict) -> dict:
+    """Held-out MLM loss on fixed batches with fixed masks, and the regularizer value on them."""
+    model.eval()
+    n = min(len(data.eval), cfg["eval_batches"] * cfg["batch_size"])
+    losses, regs, weights = [], [], []
+    with model_lib.attention_weights(model):
+        for i in range(0, n, cfg["batch_size"]):
+            rows = np.arange(i, min(n, i + cfg["batch_size"]))
+            inp, attn, labels, parents = make_batch(data.eval, rows, data.tokenizer, cfg["mask_prob"], 12345, i, 7)
+            loss, att = model_lib.masked_lm_loss(model, inp, attn, labels, output_attentions=True)
+            losses.append(loss.item())
+            regs.append(syntactic_regularizer(att, parents, "mean").item())
+            weights.append(int((labels != -100).sum()))
+    model.train()
+    w = np.asarray(weights, float)
+    return {"eval_loss": float(np.dot(losses, w) / w.sum()), "eval_reg": float(np.mean(regs))}
+
+
+# --------------------------------------------------------------------------- the loop
+
+def train(
+    cfg: dict,
+    run_dir: str | Path,
+    callbacks: Sequence[tuple[int, Callback]] = (),
+    data: CorpusData | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train (or resume) one run; returns the metrics table.
+
+    ``callbacks``: ``(every, fn)`` -- ``fn(model, step)`` is called at every evaluation step that is
+    a multiple of ``every`` and its flat dict joins the metrics row.
+    """
+    validate_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.json"
+    saved = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
+    cfg_json = json.loads(json.dumps(cfg, default=str))
+    if saved is not None and saved != cfg_json:
+        diff = sorted(k for k in set(saved) | set(cfg_json) if saved.get(k) != cfg_json.get(k))
+        raise TrainingError(f"{run_dir} holds a run with a different configuration (differs in {diff}); "
+                            "use another run_dir or delete it")
+    _atomic_json(cfg_path, cfg_json)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+
+    if data is None:
+        data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
+                           data_dir=cfg.get("data_dir"), progress=progress)
+    tok = data.tokenizer
+    if not (run_dir / "tokenizer").exists():
+        tok.save_pretrained(run_dir / "tokenizer")
+
+    model = model_lib.build_model(cfg, len(tok), tok.pad_token_id, seed=cfg["seed"])
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg["lr"], betas=(0.9, cfg["beta2"]), eps=1e-6)
+
+    # resume
+    start, wall0, last_loss = 0, 0.0, float("nan")
+    state_path = run_dir / "state.pt"
+    if state_path.exists():
+        st = torch.load(state_path, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        start, wall0 = st["step"], st["wall"]
+        last_loss = st.get("last_loss", float("nan"))
+        _truncate_metrics(run_dir, start)
+        print(f"resuming {run_dir.name} from step {start}")
+    elif (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()  # no state: a fresh start, no stale rows
+
+    ckpts = set(checkpoint_steps(cfg))
+    t0 = time.time() - wall0
+    model.train()
+    mode = None
+    bar = tqdm(range(start, cfg["steps"] + 1), initial=start, total=cfg["steps"] + 1,
+               desc=run_dir.name, disable=not progress, mininterval=2)
+    for step in bar:
+        # ---- evaluation, callbacks, checkpoint (at step s, before the update of step s)
+        if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
+            row = {"step": step, "train_loss": last_loss, "lam": lam_at(cfg, step),
+                   "lr": lr_at(cfg, step) if step < cfg["steps"] else 0.0,
+                   "tokens": int(step * cfg["batch_size"] * cfg["seq_len"]), **evaluate(model, data, cfg)}
+            for every, fn in callbacks:
+                if step % every == 0 or step == cfg["steps"]:
+                    row.update(fn(model, step))
+            row["wall"] = time.time() - t0
+            with open(run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("eval_loss", "sas_uas", "blimp_mean") if k in row})
+        if step in ckpts:
+            save_checkpoint(model, tok, run_dir, step)
+            _save_state(run_dir, model, opt, step, time.time() - t0, last_loss)
+        if step == cfg["steps"]:
+            break
+
+        # ---- one optimisation step
+        lam = lam_at(cfg, step)
+        want = "eager" if lam != 0 else "sdpa"
+        if want != mode:
+            model.set_attn_implementation(want)
+            mode = want
+        torch.manual_seed(int(_rng(cfg["seed"], step, 9).integers(2**62)))  # dropout
+        rows = batch_indices(len(data.train), cfg["batch_size"], cfg["seed"], step)
+        inp, attn, labels, parents = make_batch(data.train, rows, tok, cfg["mask_prob"], cfg["seed"], step)
+        loss, att = model_lib.masked_lm_loss(model, inp, attn, labels, output_attentions=lam != 0)
+        total = loss
+        if lam != 0:
+            total = loss + lam * syntactic_regularizer(att, parents, cfg["reg_reduction"])
+        if not torch.isfinite(total):
+            raise TrainingError(f"non-finite loss at step {step} ({total.item()}); the last good checkpoint "
+                                f"and state.pt in {run_dir} are from before it")
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        last_loss = loss.item()
+    bar.close()
+    return read_metrics(run_dir)
+
+
+def _truncate_metrics(run_dir: Path, start: int) -> None:
+    """Keep the log rows of steps before ``start`` (rows from ``start`` on are recomputed)."""
+    p = run_dir / "metrics.jsonl"
+    if not p.exists():
+        return
+    keep = [line for line in p.read_text().splitlines() if line.strip() and json.loads(line)["step"] < start]
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, p)

@@ -1,0 +1,375 @@
+"""Known-answer tests for sasutils.onsets (phase-transition detection on non-uniform steps)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sasutils import onsets as O
+
+# Checkpoint grid: log-spaced early, then every 250 steps up to 6000 (the regular interval H).
+STEPS = np.array([0, 10, 20, 50, 100, 200, 300, 500, 750, 1000] + list(range(1250, 6001, 250)), float)
+H = 250.0
+C, W, LO, AMP = 3000.0, 200.0, 0.1, 0.3
+K = math.log(2 + math.sqrt(3))  # logistic σ((x-c)/w): y'' peaks at c - w·K, bottoms at c + w·K
+TRUE_START, TRUE_END = C - W * K, C + W * K  # 2736.6, 3263.4
+
+
+def sigmoid(x, c=C, w=W, lo=LO, amp=AMP):
+    return lo + amp / (1.0 + np.exp(-(np.asarray(x, float) - c) / w))
+
+
+# Loss logged every 50 steps: plateau, then a 1.5-nat logistic drop centred at 3500 (width 150).
+LSTEPS = np.arange(0.0, 6001.0, 50.0)
+DROP_C, DROP_W, DROP_NATS = 3500.0, 150.0, 1.5
+
+
+def plateau_drop_loss(x, c=DROP_C, w=DROP_W, nats=DROP_NATS):
+    x = np.asarray(x, float)
+    return 6.0 - nats / (1.0 + np.exp(-(x - c) / w)) - 1e-5 * x
+
+
+# ---------------------------------------------------------------------------------------------
+# The acceleration rule itself
+# ---------------------------------------------------------------------------------------------
+
+
+def test_three_point_second_difference_is_exact_for_a_quadratic_on_uneven_steps():
+    x = np.array([0, 3, 10, 11, 30, 70, 71, 200.0])
+    xs, a = O.acceleration_curve(x, 0.5 * x**2 - 4 * x + 1, smooth=0)
+    np.testing.assert_array_equal(xs, x[1:-1])
+    np.testing.assert_allclose(a, 1.0, rtol=1e-12)
+    # against the formula written out
+    y = np.sin(x / 40)
+    _, a = O.acceleration_curve(x, y, smooth=0)
+    k = np.arange(1, x.size - 1)
+    d2 = 2 * ((y[k + 1] - y[k]) / (x[k + 1] - x[k]) - (y[k] - y[k - 1]) / (x[k] - x[k - 1])) / (x[k + 1] - x[k - 1])
+    np.testing.assert_allclose(a, d2, rtol=1e-12)
+
+
+def test_smoothed_acceleration_of_a_quadratic_is_its_second_derivative_inside():
+    x = np.arange(0.0, 5001.0, 100.0)
+    xs, a = O.acceleration_curve(x, 3e-4 * x**2, smooth=1)  # y'' = 6e-4
+    inside = (xs > 1000) & (xs < 4000)  # odd reflection makes a -> 0 at the ends
+    np.testing.assert_allclose(a[inside], 6e-4, rtol=1e-3)
+    # the smoothed slope is the derivative: 6e-4 x
+    xs, s = O.slope_curve(x, 3e-4 * x**2, smooth=1)
+    np.testing.assert_allclose(s[inside], 6e-4 * xs[inside], rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure / capabilities onsets
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sigmoid_onsets_unsmoothed_land_on_nearest_checkpoints():
+    u = sigmoid(STEPS)
+    assert O.structure_onset(STEPS, u, smooth=0) == 2750.0
+    assert O.capabilities_onset(STEPS, u, smooth=0) == 3250.0
+
+
+@pytest.mark.parametrize("c,w", [(3000.0, 200.0), (2200.0, 150.0), (4500.0, 300.0)])
+def test_sigmoid_onsets_within_one_interval_of_analytic(c, w):
+    u = sigmoid(STEPS, c=c, w=w)
+    for smooth in (0, 1):
+        s = O.structure_onset(STEPS, u, smooth=smooth)
+        e = O.capabilities_onset(STEPS, u, smooth=smooth)
+        assert abs(s - (c - w * K)) <= H, (smooth, s)
+        assert abs(e - (c + w * K)) <= H, (smooth, e)
+        assert s < c < e
+
+
+def test_default_smoothing_is_symmetric_and_biased_outward_by_less_than_an_interval():
+    u = sigmoid(STEPS)
+    s, e = O.structure_onset(STEPS, u), O.capabilities_onset(STEPS, u)
+    assert abs((s + e) / 2 - C) <= 1.0
+    assert TRUE_START - H < s < TRUE_START  # smoothing widens the spike: earlier start ...
+    assert TRUE_END < e < TRUE_END + H  # ... and later end
+
+
+def test_step_curve_onset_at_the_step():
+    y = np.where(STEPS >= 3000, 0.4, 0.1)  # jumps between checkpoints 2750 and 3000
+    assert O.structure_onset(STEPS, y, smooth=0) == 2750.0  # last point before the rise
+    assert O.capabilities_onset(STEPS, y, smooth=0) == 3000.0  # first point after it
+    assert 2750.0 - H <= O.structure_onset(STEPS, y) <= 2750.0
+    assert 3000.0 <= O.capabilities_onset(STEPS, y) <= 3000.0 + H
+    # a step inside the log-spaced early part (between checkpoints 100 and 200)
+    y = np.where(STEPS >= 150, 0.4, 0.1)
+    assert O.structure_onset(STEPS, y, smooth=0) == 100.0
+    assert O.capabilities_onset(STEPS, y, smooth=0) == 200.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_noise_moves_smoothed_onsets_by_at_most_one_interval(seed):
+    clean = sigmoid(STEPS)
+    noisy = clean + np.random.default_rng(seed).normal(0, 0.005, STEPS.size)
+    for f in (O.structure_onset, O.capabilities_onset):
+        assert abs(f(STEPS, noisy) - f(STEPS, clean)) <= H
+
+
+def test_without_smoothing_noise_at_dense_early_checkpoints_wins():
+    # why smoothing is on by default: the raw second difference scales like noise / gap²
+    hits = [O.structure_onset(STEPS, sigmoid(STEPS) + np.random.default_rng(s).normal(0, 0.005, STEPS.size),
+                              smooth=0) for s in range(8)]
+    assert min(hits) < 1000
+
+
+def test_step_range_restricts_the_search():
+    u = sigmoid(STEPS) + sigmoid(STEPS, c=5000, w=250, lo=0, amp=0.1)  # a second, gentler rise
+    assert abs(O.structure_onset(STEPS, u, smooth=0) - TRUE_START) <= H
+    s2 = O.structure_onset(STEPS, u, smooth=0, step_range=(4000, None))
+    assert abs(s2 - (5000 - 250 * K)) <= H
+
+
+def test_flat_curve_has_no_onsets():
+    y = np.full(STEPS.size, 0.2)
+    assert math.isnan(O.structure_onset(STEPS, y))
+    assert math.isnan(O.capabilities_onset(STEPS, y))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss drop window and the alternative-strategy onset
+# ---------------------------------------------------------------------------------------------
+
+
+def test_loss_drop_window_unsmoothed_matches_analytic_window():
+    loss = plateau_drop_loss(LSTEPS)
+    d = O.loss_drop_window(LSTEPS, loss, smooth=0)
+    # slope >= 1/3 of its peak where 4p(1-p) >= 1/3: z = ±ln((1+√(2/3))/(1-√(2/3))) = ±2.292
+    z = math.log((1 + math.sqrt(2 / 3)) / (1 - math.sqrt(2 / 3)))
+    assert abs(d.start - (DROP_C - DROP_W * z)) <= 50
+    assert abs(d.end - (DROP_C + DROP_W * z)) <= 50
+    exp_drop = float(plateau_drop_loss(d.start) - plateau_drop_loss(d.end))
+    assert d.drop_nats == pytest.approx(exp_drop, abs=1e-9)
+    assert d.drop_nats == pytest.approx(DROP_NATS * math.sqrt(2 / 3), abs=0.04)  # 81.6 % of the drop
+    assert d.drop_frac == pytest.approx(d.drop_nats / (loss[0] - loss[-1]), rel=1e-12)
+    assert abs(d.peak_step - DROP_C) <= 50
+
+
+def test_loss_drop_window_smoothed_contains_the_drop():
+    loss = plateau_drop_loss(LSTEPS) + np.random.default_rng(0).normal(0, 0.01, LSTEPS.size)
+    d = O.loss_drop_window(LSTEPS, loss)
+    assert 3000 < d.start < DROP_C < d.end < 4000
+    assert 1.15 < d.drop_nats < DROP_NATS + 0.05
+    d2 = O.loss_drop_window(LSTEPS, loss, frac=0.5)
+    assert d.start < d2.start and d2.end < d.end and d2.drop_nats < d.drop_nats
+
+
+def test_loss_drop_window_skips_initial_descent_with_step_range():
+    loss = plateau_drop_loss(LSTEPS) + 4.0 * np.exp(-LSTEPS / 100)
+    assert O.loss_drop_window(LSTEPS, loss).start < 500  # the initial descent is steepest
+    d = O.loss_drop_window(LSTEPS, loss, step_range=(1000, None))
+    assert 3000 < d.start < DROP_C < d.end < 4000
+
+
+def test_dense_noisy_loss_needs_sigma_in_steps_per_metric():
+    x = np.arange(0.0, 20001.0, 10.0)
+    loss = plateau_drop_loss(x, c=12000.0, w=500.0) + np.random.default_rng(4).normal(0, 0.05, x.size)
+    uas = sigmoid(STEPS)
+    default = O.detect_onsets(None, loss=loss, uas=uas, loss_steps=x, uas_steps=STEPS)
+    assert default["loss_drop_nats"] < 0.5  # σ = one 10-step gap: a noise blip wins
+    r = O.detect_onsets(None, loss=loss, uas=uas, loss_steps=x, uas_steps=STEPS, sigma={"loss": 400})
+    assert 10500 < r["loss_drop_start"] < 12000 < r["loss_drop_end"] < 13500
+    assert 1.0 < r["loss_drop_nats"] < DROP_NATS + 0.2
+    assert r["structure_onset"] == default["structure_onset"]  # UAS keeps the default smoothing
+
+
+def test_loss_that_never_decreases_has_no_window():
+    d = O.loss_drop_window(LSTEPS, 1.0 + 1e-4 * LSTEPS)
+    assert all(math.isnan(v) for v in d)
+
+
+def test_alt_strategy_onset_found_with_flat_uas():
+    loss = plateau_drop_loss(LSTEPS)
+    uas = 0.1 + np.random.default_rng(3).normal(0, 0.003, STEPS.size)
+    got = O.alt_strategy_onset(LSTEPS, loss, uas, uas_steps=STEPS)
+    assert got == O.loss_drop_window(LSTEPS, loss).start
+    assert 3000 < got < DROP_C
+
+
+def test_alt_strategy_onset_none_when_uas_rises_or_drop_small():
+    loss = plateau_drop_loss(LSTEPS)
+    rising = sigmoid(STEPS, c=DROP_C)  # UAS spike concurrent with the drop (SAS+ run)
+    assert O.alt_strategy_onset(LSTEPS, loss, rising, uas_steps=STEPS) is None
+    flat = np.full(STEPS.size, 0.1)
+    small = plateau_drop_loss(LSTEPS, nats=0.05)
+    assert O.alt_strategy_onset(LSTEPS, small, flat, uas_steps=STEPS) is None
+    assert O.alt_strategy_onset(LSTEPS, small, flat, uas_steps=STEPS, min_drop=0.02) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# detect_onsets
+# ---------------------------------------------------------------------------------------------
+
+
+def test_detect_onsets_flat_dict():
+    loss = plateau_drop_loss(LSTEPS, c=C)
+    uas = sigmoid(STEPS)
+    r = O.detect_onsets(None, loss=loss, uas=uas, loss_steps=LSTEPS, uas_steps=STEPS)
+    assert tuple(r) == O.ONSET_KEYS
+    assert r["structure_onset"] == O.structure_onset(STEPS, uas)
+    assert r["capabilities_onset"] == O.capabilities_onset(STEPS, uas)
+    # UAS(capabilities) - UAS(structure): 77 % of the 0.3 rise with the default smoothing's wider onsets
+    expected = sigmoid(r["capabilities_onset"]) - sigmoid(r["structure_onset"])
+    assert r["uas_rise"] == pytest.approx(expected, abs=0.01) and 0.2 < r["uas_rise"] < AMP
+    assert r["loss_drop_start"] < C < r["loss_drop_end"]
+    assert 0.15 < r["uas_rise_during_drop"] < AMP  # smoothed UAS over the drop window
+    assert math.isnan(r["alt_strategy_onset"])
+    only_uas = O.detect_onsets(STEPS, uas=uas)
+    assert math.isnan(only_uas["loss_drop_start"]) and only_uas["structure_onset"] == r["structure_onset"]
+
+
+def test_detect_onsets_min_uas_rise_blanks_spikeless_runs():
+    flat = 0.1 + np.random.default_rng(0).normal(0, 0.003, STEPS.size)
+    assert np.isfinite(O.detect_onsets(STEPS, uas=flat)["structure_onset"])  # argmax of noise
+    r = O.detect_onsets(STEPS, uas=flat, min_uas_rise=0.05)
+    assert math.isnan(r["structure_onset"]) and math.isnan(r["capabilities_onset"])
+    assert np.isfinite(O.detect_onsets(STEPS, uas=sigmoid(STEPS), min_uas_rise=0.05)["structure_onset"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap intervals
+# ---------------------------------------------------------------------------------------------
+
+
+def _population_curve(sd_c: float) -> np.ndarray:
+    """E over centres c ~ N(C, sd_c) of the sigmoid (Gauss-Hermite quadrature)."""
+    t, wts = np.polynomial.hermite_e.hermegauss(40)
+    return sum(wi * sigmoid(STEPS, c=C + sd_c * ti) for ti, wi in zip(t, wts)) / wts.sum()
+
+
+def test_bootstrap_over_seeds_contains_true_onsets():
+    rng = np.random.default_rng(11)
+    sd_c = 100.0
+    curves = [sigmoid(STEPS, c=C + rng.normal(0, sd_c)) + rng.normal(0, 0.003, STEPS.size) for _ in range(8)]
+    iv = O.bootstrap_interval(STEPS, uas=curves, over="seeds", n_boot=300, level=0.95, seed=1)
+    assert set(iv) == {"structure_onset", "capabilities_onset"}
+    pop = _population_curve(sd_c)
+    for name, f in (("structure_onset", O.structure_onset), ("capabilities_onset", O.capabilities_onset)):
+        truth = f(STEPS, pop)  # the estimand: same rule on the expected curve
+        lo, hi = iv[name]
+        assert lo <= truth <= hi, (name, lo, truth, hi)
+        assert 0 < hi - lo < 2 * H
+    assert abs(O.structure_onset(STEPS, pop) - TRUE_START) <= H
+    again = O.bootstrap_interval(STEPS, uas=curves, over="seeds", n_boot=300, level=0.95, seed=1)
+    assert again == iv
+
+
+def test_bootstrap_over_items_contains_true_onset_and_narrows_with_level():
+    rng = np.random.default_rng(5)
+    n_items = 200
+    items = sigmoid(STEPS)[:, None] + rng.normal(0, 0.05, (STEPS.size, n_items))  # (n_steps, n_items)
+    iv95 = O.bootstrap_interval(STEPS, uas=items, over="items", n_boot=300, level=0.95, seed=0)
+    iv50 = O.bootstrap_interval(STEPS, uas=items, over="items", n_boot=300, level=0.50, seed=0)
+    truth = O.structure_onset(STEPS, sigmoid(STEPS))
+    assert iv95["structure_onset"][0] <= truth <= iv95["structure_onset"][1]
+    assert iv95["structure_onset"][0] <= iv50["structure_onset"][0] <= iv50["structure_onset"][1]
+    assert iv50["structure_onset"][1] <= iv95["structure_onset"][1]
+
+
+def test_bootstrap_pairs_loss_and_uas_seeds():
+    rng = np.random.default_rng(2)
+    loss = [plateau_drop_loss(LSTEPS) + rng.normal(0, 0.01, LSTEPS.size) for _ in range(5)]
+    uas = [0.1 + rng.normal(0, 0.003, STEPS.size) for _ in range(5)]
+    iv = O.bootstrap_interval(None, loss=loss, uas=uas, loss_steps=LSTEPS, uas_steps=STEPS,
+                              n_boot=100, onsets=["alt_strategy_onset", "loss_drop_start"])
+    lo, hi = iv["alt_strategy_onset"]
+    assert 3000 < lo <= hi < DROP_C
+    with pytest.raises(ValueError, match="same number of seeds"):
+        O.bootstrap_interval(None, loss=loss, uas=uas[:4], loss_steps=LSTEPS, uas_steps=STEPS, n_boot=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# onset_table
+# ---------------------------------------------------------------------------------------------
+
+
+def _tidy_table() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    rows = []
+    for variant in ("SAS+", "SAS-"):
+        for seed in (0, 1):
+            loss = plateau_drop_loss(LSTEPS, c=C if variant == "SAS+" else 4000.0)
+            uas = sigmoid(STEPS) if variant == "SAS+" else 0.1 + rng.normal(0, 0.003, STEPS.size)
+            uas_at = dict(zip(STEPS, uas))
+            for s in np.union1d(LSTEPS, STEPS):  # loss every 50 steps, UAS at checkpoints, NaN elsewhere
+                rows.append({"variant": variant, "seed": seed, "step": s,
+                             "loss": float(plateau_drop_loss(s, c=C if variant == "SAS+" else 4000.0))
+                             if s in set(LSTEPS) else np.nan,
+                             "uas": uas_at.get(s, np.nan)})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # order must not matter
+
+
+def test_onset_table_one_row_per_group():
+    df = _tidy_table()
+    t = O.onset_table(df, min_uas_rise=0.05)
+    assert list(t.columns[:4]) == ["variant", "seed", "n_uas", "n_loss"]
+    assert len(t) == 4 and (t["n_uas"] == STEPS.size).all() and (t["n_loss"] == LSTEPS.size).all()
+    plus = t[t.variant == "SAS+"].iloc[0]
+    assert plus["structure_onset"] == O.structure_onset(STEPS, sigmoid(STEPS))
+    assert math.isnan(plus["alt_strategy_onset"])
+    minus = t[t.variant == "SAS-"]
+    assert minus["structure_onset"].isna().all()
+    assert ((minus["alt_strategy_onset"] > 3500) & (minus["alt_strategy_onset"] < 4000)).all()
+    one = O.onset_table(df[df.variant == "SAS+"], by=["variant", "seed"], uas=None)
+    assert one["structure_onset"].isna().all() and one["loss_drop_start"].notna().all()
+
+
+def test_onset_table_duplicate_steps_name_the_group():
+    df = _tidy_table()
+    with pytest.raises(ValueError, match=r"variant='SAS\+'.*appears more than once"):
+        O.onset_table(df, by="variant")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "steps,values,match",
+    [
+        ([0, 1, 2, 2, 4, 5], [0, 0, 0, 1, 1, 1], "steps must be strictly increasing"),
+        ([0, 1, 3, 2, 4, 5], [0, 0, 0, 1, 1, 1], "steps must be strictly increasing"),
+        ([0, 1, 2, 3, 4, 5], [0, 0, 0, 1, 1], "uas has 5 values but steps has 6"),
+        ([0, 1, 2, 3], [0, 0, 1, 1], "at least 5 points"),
+        ([0, 1, 2, 3, 4, 5], [0, 0, np.nan, 1, 1, 1], "uas contains non-finite"),
+        ([0, 1, 2, np.inf, 4, 5], [0, 0, 0, 1, 1, 1], "steps contains non-finite"),
+        ([[0, 1, 2, 3, 4]], [0, 0, 0, 1, 1], "steps must be 1-D"),
+        ([0, 1, 2, 3, 4, 5], ["a", 0, 0, 1, 1, 1], "uas must be numeric"),
+    ],
+)
+def test_bad_curves_raise_naming_the_parameter(steps, values, match):
+    with pytest.raises(ValueError, match=match):
+        O.structure_onset(steps, values)
+
+
+def test_bad_options_raise():
+    u = sigmoid(STEPS)
+    with pytest.raises(ValueError, match="smooth"):
+        O.structure_onset(STEPS, u, smooth=-1)
+    with pytest.raises(ValueError, match="sigma"):
+        O.structure_onset(STEPS, u, sigma=float("nan"))
+    with pytest.raises(ValueError, match="frac"):
+        O.loss_drop_window(LSTEPS, plateau_drop_loss(LSTEPS), frac=1.5)
+    with pytest.raises(ValueError, match="step_range"):
+        O.structure_onset(STEPS, u, step_range=(7000, 8000))
+    with pytest.raises(ValueError, match="step_range"):
+        O.structure_onset(STEPS, u, step_range=(5, 1))
+    with pytest.raises(ValueError, match="loss_steps"):
+        O.detect_onsets(STEPS, loss=plateau_drop_loss(LSTEPS), loss_steps=LSTEPS[::-1])
+    with pytest.raises(ValueError, match=r"shape \(n_seeds, 30\)"):
+        O.bootstrap_interval(STEPS, uas=np.zeros((3, 10)))
+    with pytest.raises(ValueError, match=r"shape \(30, n_items\)"):
+        O.bootstrap_interval(STEPS, uas=np.zeros((10, 3)), over="items")
+    with pytest.raises(ValueError, match="level"):
+        O.bootstrap_interval(STEPS, uas=[u, u], level=95)
+    with pytest.raises(ValueError, match="over"):
+        O.bootstrap_interval(STEPS, uas=[u, u], over="runs")
+    with pytest.raises(ValueError, match="unknown detect_onsets"):
+        O.bootstrap_interval(STEPS, uas=[u, u], smoth=1)
+    with pytest.raises(ValueError, match="step column"):
+        O.onset_table(pd.DataFrame({"uas": u}))

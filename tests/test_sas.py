@@ -1,0 +1,140 @@
+"""The vectorised SAS scorer against a plain per-sentence, per-head reference loop."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sasutils import sas
+from sasutils.model import attention_weights
+from sasutils.treebank import ParsedSentence
+
+
+def reference_counts(attn_per_sentence, enc):
+    """Plain loops: for each sentence, layer, head and direction, argmax over the other words."""
+    L, H = attn_per_sentence[0].shape[:2]
+    correct = np.zeros((L, H, 2, len(enc.relations) + 2))
+    n = np.zeros(len(enc.relations) + 2)
+    soft = np.zeros((L, H, 2, len(enc.relations) + 2))
+    for a, p2w, heads, rels in zip(attn_per_sentence, enc.p2w, enc.heads, enc.rels):
+        W = len(heads)
+        for i in range(W):
+            if heads[i] >= 0:
+                n[0] += 1
+                n[2 + rels[i]] += 1
+            n[1] += 1
+        for l in range(L):
+            for h in range(H):
+                aw = np.zeros((W, W))
+                for wi in range(W):
+                    rows = [t for t in range(len(p2w)) if p2w[t] == wi]
+                    for wj in range(W):
+                        cols = [t for t in range(len(p2w)) if p2w[t] == wj]
+                        aw[wi, wj] = np.mean([sum(a[l, h, t, u] for u in cols) for t in rows])
+                for d, m in enumerate((aw, aw.T)):
+                    for i in range(W):
+                        if heads[i] < 0:
+                            continue
+                        cand = [j for j in range(W) if j != i]
+                        best = max(cand, key=lambda j: (m[i, j], -j))  # first max, like argmax
+                        hit = float(best == heads[i] and m[i, best] > 0)
+                        for k in (0, 1, 2 + rels[i]):
+                            correct[l, h, d, k] += hit
+                            soft[l, h, d, k] += m[i, heads[i]]
+    return correct, n, soft
+
+
+@pytest.fixture(scope="module")
+def encoded(ewt_dev, small_tokenizer):
+    return sas.first_n(sas.encode_treebank(ewt_dev[:80], small_tokenizer, max_len=64), 40)
+
+
+def test_vectorised_equals_reference_on_real_ewt(encoded, tiny_model):
+    model = tiny_model
+    totals = None
+    per_sentence = [None] * len(encoded)
+    with torch.no_grad(), attention_weights(model):
+        for batch in sas.batches(encoded, max_tokens=300):
+            out = model.bert(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_attentions=True)
+            attn = torch.stack(out.attentions).double()  # (L, B, H, T, T)
+            c = sas.score_attention(attn, batch, len(encoded.relations))
+            totals = c if totals is None else totals.__iadd__(c)
+            for b, s in enumerate(batch.index):
+                T = len(encoded.ids[s])
+                per_sentence[s] = attn[:, b, :, :T, :T].numpy()
+    ref_c, ref_n, ref_soft = reference_counts(per_sentence, encoded)
+    assert np.array_equal(totals.correct.numpy(), ref_c)
+    assert np.array_equal(totals.n[0, 0, 0].numpy(), ref_n)
+    assert np.allclose(totals.soft.numpy(), ref_soft, atol=1e-9)
+    assert ref_c[..., 0].max() > 0  # something was right, so the equality is not trivially 0 == 0
+
+
+def _known_attention(enc, fn):
+    """Attention tensors (L=1, B, H=1, T, T) built by ``fn(p2w, heads) -> (T, T)``, scored."""
+    total = None
+    for batch in sas.batches(enc, max_tokens=10_000):
+        B, T = batch.input_ids.shape
+        attn = torch.zeros(1, B, 1, T, T)
+        for b, s in enumerate(batch.index):
+            n = len(enc.ids[s])
+            attn[0, b, 0, :n, :n] = torch.from_numpy(fn(enc.p2w[s], enc.heads[s]))
+        c = sas.score_attention(attn, batch, len(enc.relations))
+        total = c if total is None else total.__iadd__(c)
+    return sas.counts_table(total, enc.relations)
+
+
+def test_gold_arc_attention_gives_uas_one(encoded):
+    def gold(p2w, heads):
+        T = len(p2w)
+        a = np.full((T, T), 1e-3, dtype=np.float32)
+        for t, w in enumerate(p2w):
+            if w >= 0 and heads[w] >= 0:
+                a[t, np.nonzero(p2w == heads[w])[0][0]] = 1.0  # attend to the parent's first piece
+        return a / a.sum(-1, keepdims=True)
+
+    df = _known_attention(encoded, gold)
+    row = df[(df.direction == "dep") & (df.relation == "all")].iloc[0]
+    assert row.uas == 1.0
+    root = df[(df.direction == "dep") & (df.relation == "all+root")].iloc[0]
+    assert root.uas < 1.0  # root words count and are never right
+
+
+def test_next_word_attention_equals_offset_plus_one(encoded):
+    def next_word(p2w, heads):
+        T = len(p2w)
+        a = np.zeros((T, T), dtype=np.float32)
+        a[:, -1] = 1.0  # [SEP]: where the last word (and the specials) put their attention
+        for t, w in enumerate(p2w):
+            if w >= 0 and w + 1 < len(heads):
+                a[t] = 0.0
+                a[t, np.nonzero(p2w == w + 1)[0][0]] = 1.0
+        return a
+
+    df = _known_attention(encoded, next_word)
+    base = sas.offset_baselines(encoded)
+    got = df[(df.direction == "dep") & (df.relation == "all")].correct.iloc[0]
+    assert got == base[(base.direction == "offset+1") & (base.relation == "all")].correct.iloc[0]
+    for rel in ["all", "all+root", "nsubj", "det"]:
+        got = df[(df.direction == "dep") & (df.relation == rel)].uas.iloc[0]
+        want = base[(base.direction == "offset+1") & (base.relation == rel)].uas.iloc[0]
+        # the last word attends only to [SEP]: no prediction, as offset +1 has none
+        assert got == pytest.approx(want, rel=1e-6), rel  # counts are equal; uas is a float32 ratio
+
+
+def test_score_uas_and_summary(encoded, tiny_model):
+    df = sas.score_uas(tiny_model, encoded)
+    assert {"layer", "head", "direction", "relation", "n", "correct", "uas", "soft"} <= set(df.columns)
+    L, H = tiny_model.config.num_hidden_layers, tiny_model.config.num_attention_heads
+    assert len(df[(df.layer >= 0) & (df.relation == "all")]) == L * H * 2
+    s = sas.summarize(df)
+    assert 0 <= s["sas_uas_root"] <= s["sas_uas"] <= 1 and s["offset_best"] > 0.2
+    assert s["sas_uas"] == df[(df.layer >= 0) & (df.relation == "all")].uas.max()
+
+
+def test_long_sentences_and_empty_words_are_counted(small_tokenizer):
+    long = ParsedSentence(tuple(["word"] * 100), tuple([-1] + [0] * 99), tuple(["dep"] * 100))
+    ctrl = ParsedSentence(("a", "\u200b", "b"), (-1, 0, 0), ("root", "dep", "dep"))
+    enc = sas.encode_treebank([long, ctrl], small_tokenizer, max_len=32)
+    assert enc.skipped_too_long == 1 and len(enc) == 1 and enc.unk_words == 1
+    assert len(enc.notes) == 2
+    assert (enc.p2w[0] >= 0).sum() == 3  # one piece per word, the empty one as [UNK]
