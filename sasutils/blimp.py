@@ -65,11 +65,15 @@ def read_blimp_jsonl(path: str | Path) -> list[BlimpPair]:
     """All pairs of one paradigm file; any bad line raises :class:`BlimpError` naming ``file:line``."""
     path = Path(path)
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise BlimpError(f"{where}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
@@ -261,14 +265,20 @@ def make_blimp_callback(
     n_per_paradigm: int | None = 20,
     variant: str = "original",
     seed: int = 0,
+    max_len: int | None = None,
     **kw,
 ) -> Callable[[torch.nn.Module, int], dict[str, float]]:
     """A metric callback ``cb(model, step) -> summarize_blimp(...)`` for the training loop.
 
-    Pairs are loaded (and sampled) once, here; each call scores them on the model's device and restores
+    Pairs are loaded (and sampled) once, here; with ``max_len`` (the model's positions) pairs with a
+    sentence longer than that are skipped and the count printed; each call scores them on the model's device and restores
     the model's train/eval mode. ``kw`` goes to :func:`pseudo_log_likelihoods` (e.g. max_tokens_per_batch).
     """
     pairs = load_blimp(data_dir, n_per_paradigm=n_per_paradigm, seed=seed)
+    if max_len is not None:
+        pairs, skipped = fitting_pairs(pairs, tokenizer, max_len)
+        if skipped:
+            print(f"BLiMP callback: skipped {skipped} of {skipped + len(pairs)} pairs longer than {max_len} pieces")
 
     def blimp_callback(model, step: int) -> dict[str, float]:
         was_training = model.training
@@ -279,3 +289,12 @@ def make_blimp_callback(
 
     blimp_callback.pairs = pairs  # for inspection
     return blimp_callback
+
+
+def fitting_pairs(pairs: Sequence[BlimpPair], tokenizer, max_len: int) -> tuple[list[BlimpPair], int]:
+    """The pairs whose both sentences fit in ``max_len`` pieces (with [CLS]/[SEP]), and how many did not."""
+    sents = [p.good for p in pairs] + [p.bad for p in pairs]
+    lens = [len(x) for x in tokenizer(sents)["input_ids"]]
+    n = len(pairs)
+    keep = [p for k, p in enumerate(pairs) if lens[k] <= max_len and lens[n + k] <= max_len]
+    return keep, n - len(keep)

@@ -52,9 +52,12 @@ def _wikipedia(root: Path) -> Iterator[str]:
         raise CorpusError(f"no wiki_* files under {root / 'wikipedia_en_2015_sample'}")
     for f in files:
         title_next = False
-        with open(f, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
+        with open(f, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as e:
+                    raise CorpusError(f"{f}:{lineno}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
                 if line.startswith("<doc"):
                     title_next = True
                     continue

@@ -30,7 +30,7 @@ def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int =
         from .blimp import make_blimp_callback
 
         cbs.append((blimp_every, make_blimp_callback(tokenizer, data_dir=cfg.get("data_dir"),
-                                                     n_per_paradigm=blimp_per_paradigm)))
+                                                     n_per_paradigm=blimp_per_paradigm, max_len=cfg["seq_len"])))
     return cbs
 
 

@@ -757,3 +757,58 @@ def onset_table(
             raise ValueError(f"{label}: {e}") from e
         rows.append({**dict(zip(by, key)), **counts, **res})
     return pd.DataFrame(rows, columns=[*by, "n_uas", "n_loss", *ONSET_KEYS])
+
+
+def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) -> dict[str, Any]:
+    """Did a run show the phase transition? Onsets plus the small-regime criteria, as one flat dict.
+
+    ``log``: one run's metrics table (``step``, ``eval_loss``, ``sas_uas``; optional ``offset_best``,
+    ``blimp_mean``). The first ``skip_frac`` of the run (the initial descent from the uniform
+    prediction, always the steepest) is excluded from the search. Criteria (the small-regime issue):
+
+    - ``drop_ok``: the steepest loss-drop window loses >= 0.5 nats within <= 20 % of the run;
+    - ``uas_ok``: SAS scalar <= 0.15 before the drop and >= 0.30 after it;
+    - ``beats_offset``: the final SAS scalar exceeds the best fixed-offset baseline;
+    - ``onset_ok``: the structure onset lies within one evaluation interval of the drop's start;
+    - ``blimp_ok``: BLiMP at the end exceeds BLiMP at the structure onset.
+    """
+    import pandas as pd
+
+    if not isinstance(log, pd.DataFrame) or "step" not in log or "eval_loss" not in log:
+        raise ValueError("log must be a metrics table with step and eval_loss columns")
+    steps = log.step.to_numpy(float)
+    total = steps.max()
+    loss = log[["step", "eval_loss"]].dropna()
+    uas = log[["step", "sas_uas"]].dropna() if "sas_uas" in log else None
+    found = detect_onsets(None, loss=loss.eval_loss.values, loss_steps=loss.step.values,
+                          uas=None if uas is None else uas.sas_uas.values,
+                          uas_steps=None if uas is None else uas.step.values,
+                          step_range=(skip_frac * total, None), **detect_kwargs)
+    interval = float(np.median(np.diff(uas.step.values))) if uas is not None and len(uas) > 1 else _NAN
+
+    def at_or_before(df, col, step):
+        d = df[df.step <= step] if np.isfinite(step) else df.iloc[:0]
+        return float(d[col].iloc[-1]) if len(d) else _NAN
+
+    start, end = found["loss_drop_start"], found["loss_drop_end"]
+    rep: dict[str, Any] = dict(found)
+    rep["eval_interval"] = interval
+    rep["loss_start_of_drop"] = at_or_before(loss, "eval_loss", start)
+    rep["drop_window_frac"] = (end - start) / total if np.isfinite(start) else _NAN
+    if uas is not None:
+        rep["uas_before"] = at_or_before(uas, "sas_uas", start)
+        after = uas[uas.step >= end] if np.isfinite(end) else uas.iloc[:0]
+        rep["uas_after"] = float(after.sas_uas.max()) if len(after) else _NAN
+        rep["uas_final"] = float(uas.sas_uas.iloc[-1])
+    if "offset_best" in log and log.offset_best.notna().any():
+        rep["offset_best"] = float(log.offset_best.dropna().iloc[-1])
+    if "blimp_mean" in log and log.blimp_mean.notna().any():
+        b = log[["step", "blimp_mean"]].dropna()
+        rep["blimp_at_onset"] = at_or_before(b, "blimp_mean", found["structure_onset"])
+        rep["blimp_final"] = float(b.blimp_mean.iloc[-1])
+    rep["drop_ok"] = bool(found["loss_drop_nats"] >= 0.5 and rep["drop_window_frac"] <= 0.2)
+    rep["uas_ok"] = bool(rep.get("uas_before", _NAN) <= 0.15 and rep.get("uas_after", _NAN) >= 0.30)
+    rep["beats_offset"] = bool(rep.get("uas_final", _NAN) > rep.get("offset_best", np.inf))
+    rep["onset_ok"] = bool(abs(found["structure_onset"] - start) <= interval)
+    rep["blimp_ok"] = bool(rep.get("blimp_final", _NAN) > rep.get("blimp_at_onset", np.inf))
+    return rep

@@ -51,6 +51,10 @@ def check_vendored_versions() -> list[str]:
 # found from the page's Sphinx content root, so the same notebook output works at any page depth.
 # Outside a Sphinx page (Jupyter) it falls back to ``fallback_base`` (default: jsDelivr, same versions).
 _HTML = """\
+<style>
+  .sasutils-chart.vega-embed {{ width: 100%; display: flex; overflow-x: auto; }}
+  .sasutils-chart.vega-embed details, .sasutils-chart.vega-embed details summary {{ position: relative; }}
+</style>
 <div id="{div}" class="sasutils-chart"></div>
 <script type="text/javascript">
 (function () {{

@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ import transformers
 from tqdm.auto import tqdm
 
 from . import model as model_lib
-from .corpus import CorpusData, load_corpus
+from .corpus import SOURCES, CorpusData, load_corpus
 from .regularizer import syntactic_regularizer
 
 Callback = Callable[[torch.nn.Module, int], dict]
@@ -76,8 +77,24 @@ def validate_config(cfg: dict) -> None:
         if not cond:
             raise ValueError(f"parameter {name}={cfg.get(name)!r}: {what}")
 
-    for k in ("steps", "batch_size", "seq_len", "vocab_size", "eval_every", "checkpoint_every", "warmup"):
-        need(isinstance(cfg[k], (int, np.integer)) and not isinstance(cfg[k], bool), k, "must be an integer")
+    def is_int(x):
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    def is_num(x):
+        return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+    for k in ("steps", "batch_size", "seq_len", "vocab_size", "eval_every", "checkpoint_every", "warmup",
+              "eval_batches", "seed", *model_lib.ARCH_KEYS):
+        need(is_int(cfg[k]), k, "must be an integer")
+    for k in ("lr", "lam", "mask_prob", "dropout", "weight_decay", "beta2"):
+        need(is_num(cfg[k]), k, "must be a number")
+    need(cfg["eval_batches"] >= 1, "eval_batches", "must be >= 1")
+    need(0 <= cfg["weight_decay"] < 1, "weight_decay", "must be in [0, 1)")
+    need(0 < cfg["beta2"] < 1, "beta2", "must be in (0, 1)")
+    need(all(is_int(x) for x in cfg["checkpoint_log_steps"]), "checkpoint_log_steps", "must be integers")
+    need(cfg["corpus"] in SOURCES, "corpus", f"must be one of {SOURCES}")
+    need(cfg["corpus_sentences"] is None or is_int(cfg["corpus_sentences"]), "corpus_sentences",
+         "must be an integer or None")
     need(cfg["steps"] >= 1, "steps", "must be >= 1")
     need(cfg["batch_size"] >= 1, "batch_size", "must be >= 1")
     need(0 <= cfg["warmup"] < cfg["steps"], "warmup", "must be in [0, steps)")
@@ -206,7 +223,11 @@ def verify_checkpoint(path: Path) -> None:
     man = path / "manifest.json"
     if not man.exists():
         raise CheckpointError(f"checkpoint {path} is incomplete: no manifest.json")
-    for name, size in json.loads(man.read_text())["files"].items():
+    try:
+        files = json.loads(man.read_text())["files"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt: manifest.json unreadable ({e})") from None
+    for name, size in files.items():
         f = path / name
         if not f.exists() or f.stat().st_size != size:
             raise CheckpointError(f"checkpoint {path} is incomplete or corrupt: {name} missing or wrong size")
@@ -216,7 +237,9 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     """(step, path) of the run's complete checkpoints, in step order (half-written ones are ignored)."""
     out = []
     for p in sorted(Path(run_dir, "checkpoints").glob("step_*")):
-        out.append((int(p.name.split("_")[1]), p))
+        m = re.fullmatch(r"step_(\d+)", p.name)
+        if m and p.is_dir() and (p / "manifest.json").exists():
+            out.append((int(m.group(1)), p))
     return out
 
 
@@ -243,7 +266,23 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     p = Path(run_dir) / "metrics.jsonl"
     if not p.exists():
         return pd.DataFrame()
-    return pd.DataFrame([json.loads(line) for line in p.read_text().splitlines() if line.strip()])
+    return pd.DataFrame([row for _, row in _metrics_rows(p)])
+
+
+def _metrics_rows(p: Path) -> list[tuple[str, dict]]:
+    """(line, row) of a metrics log; an unparsable *last* line (a torn append) is dropped, any other raises."""
+    lines = p.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((line, json.loads(line)))
+        except json.JSONDecodeError as e:
+            if i == len(lines):
+                break  # torn write of the last row: it is recomputed on resume
+            raise TrainingError(f"{p}:{i}: not a JSON line ({e.msg})") from None
+    return out
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -313,11 +352,19 @@ def train(
     start, wall0, last_loss = 0, 0.0, float("nan")
     state_path = run_dir / "state.pt"
     if state_path.exists():
-        st = torch.load(state_path, weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        start, wall0 = st["step"], st["wall"]
-        last_loss = st.get("last_loss", float("nan"))
+        try:
+            st = torch.load(state_path, weights_only=False)
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            start, wall0 = int(st["step"]), float(st["wall"])
+            last_loss = st.get("last_loss", float("nan"))
+            if not 0 <= start <= cfg["steps"]:
+                raise ValueError(f"step {start} outside 0..{cfg['steps']}")
+        except Exception as e:  # truncated file, garbage, a state of another model
+            raise TrainingError(
+                f"{state_path} is unreadable or does not fit this run ({type(e).__name__}: {e}); delete it to "
+                "restart the run from step 0 (checkpoints hold weights only, so an exact resume needs state.pt)"
+            ) from e
         _truncate_metrics(run_dir, start)
         print(f"resuming {run_dir.name} from step {start}")
     elif (run_dir / "metrics.jsonl").exists():
@@ -368,7 +415,10 @@ def train(
             g["lr"] = lr_at(cfg, step)
         opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not torch.isfinite(grad_norm):
+            raise TrainingError(f"non-finite gradient at step {step} (norm {grad_norm.item()}); the last good "
+                                f"checkpoint and state.pt in {run_dir} are from before it")
         opt.step()
         last_loss = loss.item()
     bar.close()
@@ -380,7 +430,7 @@ def _truncate_metrics(run_dir: Path, start: int) -> None:
     p = run_dir / "metrics.jsonl"
     if not p.exists():
         return
-    keep = [line for line in p.read_text().splitlines() if line.strip() and json.loads(line)["step"] < start]
+    keep = [line for line, row in _metrics_rows(p) if row["step"] < start]
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, p)

@@ -19,7 +19,6 @@ Malformed input (missing columns, a head out of range, a cycle, non-UTF-8 bytes)
 from __future__ import annotations
 
 import gzip
-import io
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -71,9 +70,14 @@ class ReadStats:
     skipped: Counter = field(default_factory=Counter)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a (gzipped) file, decoded line by line so a bad byte is named by line."""
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TreebankError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
 
 
 def _check_tree(heads: list[int], where: str) -> None:
@@ -113,42 +117,38 @@ def read_conllu(path: str | Path, stats: ReadStats | None = None) -> list[Parsed
             stats.words += len(words)
         words, heads, rels, sent_id = [], [], [], ""
 
-    try:
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    flush(lineno)
-                    start = lineno + 1
-                    continue
-                if line.startswith("#"):
-                    if line.startswith("# sent_id"):
-                        sent_id = line.split("=", 1)[-1].strip()
-                    if not words:
-                        start = lineno
-                    continue
-                cols = line.split("\t")
-                if len(cols) != 10:
-                    raise TreebankError(f"{path}:{lineno}: expected 10 tab-separated columns, found {len(cols)}")
-                tid = cols[0]
-                if "-" in tid:
-                    stats.multiword_ranges += 1
-                    continue
-                if "." in tid:
-                    stats.empty_nodes += 1
-                    continue
-                try:
-                    idx, head = int(tid), int(cols[6])
-                except ValueError:
-                    raise TreebankError(f"{path}:{lineno}: non-integer ID {tid!r} or HEAD {cols[6]!r}") from None
-                if idx != len(words) + 1:
-                    raise TreebankError(f"{path}:{lineno}: word ID {idx} out of sequence (expected {len(words) + 1})")
-                words.append(cols[1])
-                heads.append(head - 1)
-                rels.append(cols[7].split(":")[0])  # universal relation, subtypes folded (nmod:poss -> nmod)
-            flush(lineno + 1 if "lineno" in locals() else 1)
-    except UnicodeDecodeError as e:
-        raise TreebankError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    for lineno, line in _utf8_lines(path):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            flush(lineno)
+            start = lineno + 1
+            continue
+        if line.startswith("#"):
+            if line.startswith("# sent_id"):
+                sent_id = line.split("=", 1)[-1].strip()
+            if not words:
+                start = lineno
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise TreebankError(f"{path}:{lineno}: expected 10 tab-separated columns, found {len(cols)}")
+        tid = cols[0]
+        if "-" in tid:
+            stats.multiword_ranges += 1
+            continue
+        if "." in tid:
+            stats.empty_nodes += 1
+            continue
+        try:
+            idx, head = int(tid), int(cols[6])
+        except ValueError:
+            raise TreebankError(f"{path}:{lineno}: non-integer ID {tid!r} or HEAD {cols[6]!r}") from None
+        if idx != len(words) + 1:
+            raise TreebankError(f"{path}:{lineno}: word ID {idx} out of sequence (expected {len(words) + 1})")
+        words.append(cols[1])
+        heads.append(head - 1)
+        rels.append(cols[7].split(":")[0])  # universal relation, subtypes folded (nmod:poss -> nmod)
+    flush(lineno + 1 if "lineno" in locals() else 1)
     return out
 
 
@@ -186,10 +186,12 @@ def read_wsj_zip(path: str | Path, stats: ReadStats | None = None) -> list[Parse
     out: list[ParsedSentence] = []
     with zipfile.ZipFile(path) as zf:
         for name in sorted(n for n in zf.namelist() if n.endswith(".dp")):
+            data = zf.read(name)
             try:
-                text = zf.read(name).decode("utf-8")
+                text = data.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise TreebankError(f"{path}!{name}: not UTF-8 ({e.reason})") from None
+                line = data[: e.start].count(b"\n") + 1
+                raise TreebankError(f"{path}!{name}:{line}: not UTF-8 ({e.reason})") from None
             out.extend(read_malt_tab(text.splitlines(), f"{path}!{name}", stats))
     return out
 

@@ -1,0 +1,40 @@
+import numpy as np
+import torch
+
+from sasutils import train as T
+
+
+def test_checkpoint_schedule_dense_early_then_regular():
+    cfg = T.make_config("cpu-tiny", steps=3000)
+    s = T.checkpoint_steps(cfg)
+    assert s[:6] == [0, 10, 20, 50, 100, 200] and s[-1] == 3000
+    assert {500, 1000, 2500} <= set(s) and 750 not in s
+
+
+def test_batches_cover_each_epoch_once_and_depend_only_on_step():
+    n, b = 100, 32
+    seen = np.concatenate([T.batch_indices(n, b, seed=3, step=s) for s in range(25)])  # 8 epochs
+    for e in range(7):
+        assert sorted(seen[e * n:(e + 1) * n]) == list(range(n))
+    assert np.array_equal(T.batch_indices(n, b, 3, 17), T.batch_indices(n, b, 3, 17))
+    assert not np.array_equal(T.batch_indices(n, b, 3, 17), T.batch_indices(n, b, 4, 17))
+
+
+def test_mask_tokens_rates_and_specials(small_tokenizer):
+    tok = small_tokenizer
+    ids = torch.randint(10, len(tok), (200, 32))
+    ids[:, 0], ids[:, -1], ids[:, -3:-1] = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+    inp, labels = T.mask_tokens(ids, tok, 0.3, torch.Generator().manual_seed(0))
+    chosen = labels != -100
+    assert not chosen[:, [0, -3, -2, -1]].any()
+    assert abs(chosen[:, 1:-3].float().mean().item() - 0.3) < 0.02
+    assert abs((inp[chosen] == tok.mask_token_id).float().mean().item() - 0.8) < 0.03
+    assert torch.equal(labels[chosen], ids[chosen])
+
+
+def test_run_names():
+    base = T.make_config("cpu-tiny")
+    assert T.run_name(base).startswith("cpu-tiny_base_seed0_")
+    assert "_sasminus-k3000_lam0.5_" in T.run_name(T.make_config("cpu-tiny", lam=0.5, suppress_steps=3000))
+    assert "_sasplus_lam-0.5_" in T.run_name(T.make_config("cpu-tiny", lam=-0.5, suppress_steps=-1))
+    assert T.run_name(T.make_config("cpu-tiny", lr=1e-3)) != T.run_name(base)
