@@ -132,3 +132,117 @@ def use_offline_renderer(embed_options: dict[str, Any] | None = None, fallback_b
 
 
 # --- figures ---
+
+
+_RUN_SEL = "run_sel"
+
+
+def _legend_selection(field: str = "run"):
+    return alt.selection_point(fields=[field], bind="legend", name=_RUN_SEL)
+
+
+def training_curves(log, cfg: dict | None = None):
+    """One run's curves from its metrics log: held-out loss, regularizer value, SAS scalar, BLiMP.
+
+    Panels share the step axis; the grey band marks the steps where the regularizer was on.
+    """
+    import pandas as pd
+
+    panels = [("eval_loss", "held-out MLM loss (nats)"), ("eval_reg", "mean max attention on arcs"),
+              ("sas_uas", "SAS (best-head UAS)"), ("blimp_mean", "BLiMP mean accuracy")]
+    charts = []
+    k = (cfg or {}).get("suppress_steps", 0)
+    lam = (cfg or {}).get("lam", 0)
+    band = None
+    if lam and k != 0:
+        end = cfg["steps"] if k == -1 else k
+        band = alt.Chart(pd.DataFrame({"start": [0], "end": [end]})).mark_rect(opacity=0.12, color="grey").encode(
+            x="start:Q", x2="end:Q")
+    for col, title in panels:
+        if col not in log or log[col].notna().sum() == 0:
+            continue
+        d = log[["step", col]].dropna()
+        line = alt.Chart(d).mark_line(point=True).encode(
+            x=alt.X("step:Q", title="step"), y=alt.Y(f"{col}:Q", title=title, scale=alt.Scale(zero=False)),
+            tooltip=["step", alt.Tooltip(f"{col}:Q", format=".4f")])
+        layer = [line]
+        if col == "sas_uas" and "offset_best" in log:
+            layer.append(alt.Chart(log[["step", "offset_best"]].dropna()).mark_line(strokeDash=[4, 3], color="grey")
+                         .encode(x="step:Q", y="offset_best:Q", tooltip=[alt.Tooltip("offset_best:Q", format=".3f")]))
+        if band is not None:
+            layer.insert(0, band)
+        charts.append(alt.layer(*layer).properties(width=520, height=130))
+    return alt.vconcat(*charts).resolve_scale(x="shared")
+
+
+def developmental(curves, found=None, by: str = "run"):
+    """The paper's developmental figure: loss, SAS and BLiMP vs step, one line per ``by`` value,
+    with ▲ (structure onset) and ● (capabilities onset) as vertical rules from ``found``
+    (:func:`sasutils.onsets.onset_table`). Legend click highlights one line."""
+    import pandas as pd
+
+    sel = _legend_selection(by)
+    opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
+    rows = []
+    for col, title in [("loss", "held-out MLM loss"), ("uas", "SAS (best-head UAS)"), ("blimp", "BLiMP mean")]:
+        if col not in curves or curves[col].notna().sum() == 0:
+            continue
+        d = curves[[by, "step", col]].dropna()
+        base = alt.Chart(d).mark_line(point=True).encode(
+            x=alt.X("step:Q"), y=alt.Y(f"{col}:Q", title=title, scale=alt.Scale(zero=False)),
+            color=alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
+            opacity=opacity, tooltip=[by, "step", alt.Tooltip(f"{col}:Q", format=".4f")]).add_params(sel)
+        layer = [base]
+        if col == "uas" and "offset" in curves:
+            layer.append(alt.Chart(curves[[by, "step", "offset"]].dropna()).mark_line(strokeDash=[4, 3])
+                         .encode(x="step:Q", y="offset:Q", color=f"{by}:N", opacity=opacity))
+        if found is not None and len(found):
+            marks = []
+            for key, sym in [("structure_onset", "▲ structure"), ("capabilities_onset", "● capabilities")]:
+                if key in found:
+                    f = found[[by, key]].dropna().rename(columns={key: "onset"}).assign(kind=sym)
+                    marks.append(f)
+            if marks:
+                m = pd.concat(marks)
+                layer.append(alt.Chart(m).mark_rule(strokeDash=[2, 2]).encode(
+                    x="onset:Q", color=f"{by}:N", opacity=opacity, tooltip=[by, "kind", "onset"]))
+                layer.append(alt.Chart(m).mark_text(dy=-4, baseline="bottom", fontSize=13).encode(
+                    x="onset:Q", y=alt.value(0), text=alt.Text("kind:N"), color=f"{by}:N", opacity=opacity))
+        rows.append(alt.layer(*layer).properties(width=560, height=150))
+    return alt.vconcat(*rows).resolve_scale(x="shared")
+
+
+def head_heatmap(uas, run: str | None = None, relation: str = "all"):
+    """UAS of every (layer, head) in both directions, with a slider over checkpoints (client-side)."""
+    d = uas[(uas.layer >= 0) & (uas.relation == relation)]
+    if run is None and "run" in d:
+        run = d.run.iloc[0]
+    if run is not None and "run" in d:
+        d = d[d.run == run]
+    d = d[["step", "layer", "head", "direction", "uas"]]
+    steps = sorted(d.step.unique())
+    slider = alt.binding_range(min=0, max=len(steps) - 1, step=1, name="checkpoint index ")
+    idx = alt.param(name="ckpt", value=len(steps) - 1, bind=slider)
+    d = d.assign(ckpt=d.step.map({s: i for i, s in enumerate(steps)}))
+    return alt.Chart(d).mark_rect().encode(
+        x=alt.X("head:O"), y=alt.Y("layer:O"), color=alt.Color("uas:Q", scale=alt.Scale(domain=[0, 0.6])),
+        column=alt.Column("direction:N"), tooltip=["step", "layer", "head", "direction",
+                                                    alt.Tooltip("uas:Q", format=".3f")],
+    ).add_params(idx).transform_filter(alt.datum.ckpt == idx).properties(
+        width=160, height=90, title=f"{run or ''}: UAS per head ({relation})")
+
+
+def relation_curves(best, run: str | None = None):
+    """Best-head UAS per relation (solid) and its best fixed-offset baseline (dashed) vs step."""
+    import pandas as pd
+
+    d = best if run is None or "run" not in best else best[best.run == run]
+    if "run" in d and run is None and d.run.nunique() > 1:
+        d = d[d.run == d.run.iloc[0]]
+    long = pd.concat([d.assign(kind="best head", value=d.best_head), d.assign(kind="best offset", value=d.best_offset)])
+    sel = alt.selection_point(fields=["relation"], bind="legend")
+    return alt.Chart(long).mark_line(point=True).encode(
+        x="step:Q", y=alt.Y("value:Q", title="UAS"), color="relation:N",
+        strokeDash=alt.StrokeDash("kind:N"), opacity=alt.condition(sel, alt.value(1), alt.value(0.1)),
+        tooltip=["relation", "kind", "step", alt.Tooltip("value:Q", format=".3f")],
+    ).add_params(sel).properties(width=560, height=260)

@@ -42,7 +42,8 @@ CHROMIUM_FLAGS = [
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 DEMO_PAGE = "book/figures_demo.html"
-CHART_SELECTOR = ".sasutils-chart, .vega-embed"  # ours, and any other vega-embed target
+# ours, Altair's own renderers' divs, and any other vega-embed target
+CHART_SELECTOR = '.sasutils-chart, [id^="altair-viz-"], .vega-embed'
 DRAWN_JS = """sel => [...document.querySelectorAll(sel)].every(
     d => d.querySelector('canvas, svg.marks') !== null)"""
 MATH_DONE_JS = """() => document.querySelectorAll('.math').length === 0
@@ -78,6 +79,9 @@ def html_dir() -> Path:
         pytest.skip("jupyter-book is not installed")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    # conftest.py sets SASUTILS_SMOKE=1 for notebooks under pytest; the book is built as `make book`
+    # builds it, so the execution cache it shares with `make book` never holds smoke-sized outputs.
+    env.pop("SASUTILS_SMOKE", None)
     proc = subprocess.run([jb, "build", str(REPO)], cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
@@ -171,7 +175,7 @@ def _pages(html_dir: Path) -> list[str]:
 # --- tests ---
 
 
-def test_every_page_offline(html_dir, base_url, browser):
+def test_every_page_offline(browser, html_dir, base_url):  # browser first: skip before building
     """Every page: only local requests, no failed request, no console error, math typeset, charts drawn."""
     pages = _pages(html_dir)
     assert DEMO_PAGE in pages and "book/intro.html" in pages, pages
@@ -210,9 +214,10 @@ def _ink(png: bytes) -> int:
     return sum(img.histogram()[:235])
 
 
-def test_demo_chart_draws_and_reacts(base_url, browser):
+def test_demo_chart_draws_and_reacts(browser, base_url):
     """The demo chart is visibly drawn, has its slider and legend, and redraws when the slider moves."""
     page, log = _open(browser, base_url + DEMO_PAGE)
+    assert page.locator(".sasutils-chart").count() == 1, "no chart made by sasutils.plots.use_offline_renderer()"
     chart = page.locator(".sasutils-chart").first
     page.wait_for_function(DRAWN_JS, arg=".sasutils-chart", timeout=30_000)
     chart.scroll_into_view_if_needed()
@@ -223,9 +228,20 @@ def test_demo_chart_draws_and_reacts(base_url, browser):
     assert width > 300 and height > 200, (width, height)
     ink = _ink(before)
     assert ink > 0.01 * width * height, f"chart looks blank: {ink} non-white pixels in {width:.0f}x{height:.0f}"
+    # tooltip: hover a data point (vega-embed 7 draws SVG: g.mark-symbol > path, one per point)
+    points = chart.locator("g.mark-symbol.role-mark path")
+    assert points.count() > 10, "no SVG points to hover (did the vega-embed renderer change from svg?)"
+    points.nth(points.count() // 2).hover(force=True)
+    page.wait_for_selector("#vg-tooltip-element.visible", timeout=5_000)
+    # legend selection: clicking a legend entry dims the other series
+    chart.locator("g.mark-symbol.role-legend-symbol path").first.click(force=True)
+    page.wait_for_timeout(500)
+    picked = chart.screenshot()
+    assert picked != before, "clicking the legend did not change the chart"
+    # slider: drag it to its minimum, fewer points are drawn
     slider.evaluate("el => { el.value = el.min; el.dispatchEvent(new Event('input', {bubbles: true})); }")
     page.wait_for_timeout(500)
     after = chart.screenshot()
-    assert after != before, "moving the slider did not change the chart"
+    assert after != picked, "moving the slider did not change the chart"
     page.close()
     assert not log.problems(), log.problems()
