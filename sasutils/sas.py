@@ -142,10 +142,10 @@ def word_attention(attn: torch.Tensor, piece_word: torch.Tensor) -> torch.Tensor
 
     ``A_word[i, j] = mean_{t in i} sum_{u in j} A[t, u]`` (from = mean, to = sum; specials dropped).
     """
-    pw = piece_word.to(attn.dtype)
+    pw = piece_word.to(attn.dtype)  # (B, W, T)
     from_w = pw / pw.sum(-1, keepdim=True).clamp(min=1)
-    to_words = torch.einsum("lbhtu,bwu->lbhtw", attn, pw)
-    return torch.einsum("bvt,lbhtw->lbhvw", from_w, to_words)
+    to_words = attn @ pw.transpose(1, 2)[None, :, None]  # (L, B, H, T, W)
+    return from_w[None, :, None] @ to_words  # (L, B, H, W, W)
 
 
 @dataclass
@@ -172,18 +172,14 @@ def score_attention(attn: torch.Tensor, batch: Batch, n_rel: int) -> Counts:
     L, B, H, W, _ = aw.shape
     heads = batch.heads
     word_ok = heads >= -1  # real words (root included)
-    eye = torch.eye(W, dtype=torch.bool, device=aw.device)
-    # candidates are the last dim; self and padding words can never be predicted
-    invalid = (eye | ~word_ok[:, None, None, :]).unsqueeze(0)  # (1, B, 1, W, W)
-
-    def predict(m: torch.Tensor) -> torch.Tensor:
-        # argmax over candidate words (first max on ties); a word whose candidates get no attention
-        # at all (everything on [CLS]/[SEP]/itself) predicts no parent (-1)
-        best, arg = m.masked_fill(invalid, float("-inf")).max(-1)
-        return arg.masked_fill(best <= 0, -1)
-
-    pred_dep = predict(aw)  # (L, B, H, W): the word that i attends to most
-    pred_head = predict(aw.transpose(-1, -2))  # the word that attends to i most
+    # Self is excluded by zeroing the diagonal; padding words already have all-zero rows and columns.
+    # Attention is positive, so the argmax over these non-negative values is the argmax over the
+    # real candidates, and a maximum of 0 means no candidate got any attention: no prediction (-1).
+    aw.diagonal(dim1=-2, dim2=-1).zero_()  # aw is a fresh tensor: in place is safe
+    best, pred_dep = aw.max(-1)  # (L, B, H, W): the word that i attends to most
+    pred_dep = pred_dep.masked_fill(best <= 0, -1)
+    best, pred_head = aw.max(-2)  # the word that attends to i most
+    pred_head = pred_head.masked_fill(best <= 0, -1)
     gold = heads.clamp(min=0)
     nonroot = heads >= 0  # (B, W)
     rel_1h = torch.zeros(B, W, n_rel + 2, device=aw.device, dtype=aw.dtype)
