@@ -73,3 +73,24 @@ def run_grid(param_sets: list[dict], runs_root: str | Path = "runs", progress: b
             log[k] = v if not isinstance(v, (list, tuple)) else str(v)
         logs.append(log)
     return pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
+
+
+def collect(runs_root: str | Path, pattern: str = "*") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read every run under ``runs_root`` (finished or not) without training.
+
+    Returns ``(logs, configs)``: all metrics logs with a ``run`` column, and one row per run with its
+    configuration, ``last_step`` and ``finished``. Runs stopped early (killed, or abandoned in a
+    search) are kept: a search table shows failures too.
+    """
+    logs, cfgs = [], []
+    for run_dir in sorted(Path(runs_root).glob(pattern)):
+        if not (run_dir / "config.json").exists():
+            continue
+        cfg = json.loads((run_dir / "config.json").read_text())
+        log = T.read_metrics(run_dir)
+        last = int(log.step.max()) if len(log) else -1
+        cfgs.append({"run": run_dir.name, **{k: (str(v) if isinstance(v, list) else v) for k, v in cfg.items()},
+                     "last_step": last, "finished": last >= cfg["steps"]})
+        if len(log):
+            logs.append(log.assign(run=run_dir.name))
+    return (pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()), pd.DataFrame(cfgs)

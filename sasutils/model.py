@@ -25,19 +25,19 @@ from transformers import BertConfig, BertForMaskedLM
 PRESETS: dict[str, dict] = {
     "cpu-tiny": dict(
         num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=512,
-        seq_len=32, vocab_size=8192, dropout=0.0,
+        seq_len=32, vocab_size=8192, dropout=0.0, mask_prob=0.15,
         batch_size=64, lr=2e-3, warmup=200, weight_decay=0.01, beta2=0.98, steps=6000,
         corpus="wikipedia", corpus_sentences=120_000,
     ),
     "gpu-small": dict(
         num_hidden_layers=4, hidden_size=256, num_attention_heads=8, intermediate_size=1024,
-        seq_len=128, vocab_size=16384, dropout=0.0,
+        seq_len=128, vocab_size=16384, dropout=0.0, mask_prob=0.15,
         batch_size=128, lr=1e-3, warmup=1000, weight_decay=0.01, beta2=0.98, steps=30_000,
         corpus="wikipedia+gutenberg", corpus_sentences=600_000,
     ),
     "bert-base": dict(
         num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
-        seq_len=512, vocab_size=30522, dropout=0.1,
+        seq_len=512, vocab_size=30522, dropout=0.1, mask_prob=0.15,
         batch_size=256, lr=1e-4, warmup=10_000, weight_decay=0.01, beta2=0.999, steps=100_000,
         corpus="wikipedia+gutenberg", corpus_sentences=None,
     ),

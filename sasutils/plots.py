@@ -246,3 +246,116 @@ def relation_curves(best, run: str | None = None):
         strokeDash=alt.StrokeDash("kind:N"), opacity=alt.condition(sel, alt.value(1), alt.value(0.1)),
         tooltip=["relation", "kind", "step", alt.Tooltip("value:Q", format=".3f")],
     ).add_params(sel).properties(width=560, height=260)
+
+
+
+def attention_arc_chart(arcs, title: str | None = None, width: int | None = None):
+    """The paper's Figure 1 as an explorer: one sentence's gold parse above its words, one head's
+    strongest attention arcs below, chosen in the page (sentence and head dropdowns, layer slider,
+    direction radio buttons).
+
+    ``arcs``: :func:`sasutils.sas.attention_arcs`. Gold arcs (grey) run from each word to its parent,
+    the parent end marked by a triangle; ROOT is a vertical stroke. Below, the selected head's
+    predicted parent of each word: green when it is the gold parent, red when not, grey for the root
+    word (which has none); line width = attention weight. Hover an arc for words and weights.
+    The chart opens on the head with the highest share of correct arcs over the given sentences.
+    The data embedded are one row per arc; the curves are computed in the page.
+    """
+    import pandas as pd
+
+    need = set(_ARC_FIELDS)
+    missing = need - set(arcs.columns)
+    if missing:
+        raise ValueError(f"arcs lacks columns {sorted(missing)} (make it with sasutils.sas.attention_arcs)")
+    if not len(arcs):
+        raise ValueError("arcs is empty")
+    sentences = list(dict.fromkeys(arcs["sentence"].tolist()))  # first-seen order
+    # one row per word (gold arcs, labels) and one per predicted arc (numbers only; words looked up)
+    words = arcs.drop_duplicates(["sentence", "i"])[["sentence", "i", "word", "relation", "gold"]].copy()
+    words["key"] = words.sentence.astype(int) * 1000 + words.i.astype(int)  # sentences have < 1000 words
+    parent = dict(zip(words.key, words.word))
+    words["parent"] = [parent.get(s * 1000 + g, "ROOT") for s, g in zip(words.sentence, words.gold)]
+    pred = arcs.loc[arcs.j >= 0, ["sentence", "layer", "head", "direction", "i", "j", "gold", "weight",
+                                  "gold_weight", "is_gold"]]
+    pred = pred.astype({"weight": "float64", "gold_weight": "float64"}).round({"weight": 3, "gold_weight": 3})
+    gold = words[words.gold >= 0].rename(columns={"gold": "j"})
+    root = words[words.gold < 0]
+
+    # geometry in word units: y = 0 is the line of words, arcs rise with their span
+    base, rise = 0.45, 0.3
+    span = pd.concat([pred.j - pred.i, gold.j - gold.i]).abs().max()
+    span = int(span) if pd.notna(span) and span > 0 else 1
+    ymax = base + rise * (0.5 + span) + 0.3
+    x = alt.X("x:Q", scale=alt.Scale(zero=False, nice=False, padding=18), axis=None)
+    y = alt.Y("y:Q", scale=alt.Scale(domain=[-ymax, ymax], nice=False), axis=None)
+
+    def curve(chart, side: int):
+        """21 points per arc from word i to word j (made in the page, so the data stay small)."""
+        return chart.transform_calculate(t="sequence(0, 1.0001, 0.05)").transform_flatten(["t"]).transform_calculate(
+            x="datum.i + (datum.j - datum.i) * datum.t",
+            y=f"{side} * ({base} + {rise} * (0.5 + abs(datum.j - datum.i)) * 4 * datum.t * (1 - datum.t))")
+
+    def at(chart, x_field: str, y_value: float):
+        return chart.transform_calculate(x=f"datum.{x_field}", y=str(y_value))
+
+    # the choices, made in the page; they open on the best (layer, head, direction) for these sentences
+    best = arcs[arcs.gold >= 0].groupby(["layer", "head", "direction"]).is_gold.mean().idxmax()
+    labels = []
+    for s in sentences:
+        text = " ".join(words[words.sentence == s].sort_values("i").word)
+        labels.append(f"{s}: {text[:60]}{'…' if len(text) > 60 else ''}")
+    n_layers, n_heads = int(arcs.layer.max()) + 1, int(arcs["head"].max()) + 1
+    p_sent = alt.param(name="sentence", value=sentences[0],
+                       bind=alt.binding_select(options=sentences, labels=labels, name="sentence "))
+    p_layer = alt.param(name="layer", value=int(best[0]),
+                        bind=alt.binding_range(min=0, max=max(n_layers - 1, 0), step=1, name="layer "))
+    p_head = alt.param(name="head", value=int(best[1]),
+                       bind=alt.binding_select(options=list(range(n_heads)), name="head "))
+    p_dir = alt.param(name="direction", value=best[2],
+                      bind=alt.binding_radio(options=sorted(arcs.direction.unique()), name="direction "))
+    in_sentence = alt.datum.sentence == p_sent
+    chosen = in_sentence & (alt.datum.layer == p_layer) & (alt.datum.head == p_head) & (alt.datum.direction == p_dir)
+
+    grey = "#555"
+    gold_base = alt.Chart(gold).transform_filter(in_sentence)
+    gold_tips = ["word:N", "relation:N", alt.Tooltip("parent:N", title="gold parent")]
+    gold_arcs = curve(gold_base, +1).mark_line(color=grey, strokeWidth=1.5).encode(
+        x=x, y=y, detail="i:N", order="t:Q", tooltip=gold_tips)
+    gold_ends = at(gold_base, "j", base).mark_point(shape="triangle-down", filled=True, color=grey, size=40).encode(
+        x=x, y=y, tooltip=gold_tips)
+    root_base = alt.Chart(root).transform_filter(in_sentence)
+    root_rule = at(root_base, "i", base).transform_calculate(y2=str(ymax * 0.8)).mark_rule(
+        color=grey, strokeWidth=1.5).encode(x=x, y=y, y2="y2:Q")
+    root_text = at(root_base, "i", ymax * 0.87).mark_text(text="ROOT", fontSize=10, color=grey).encode(x=x, y=y)
+    text = at(alt.Chart(words).transform_filter(in_sentence), "i", 0).mark_text(fontSize=12).encode(
+        x=x, y=y, text="word:N", tooltip=["i:Q", "word:N", "relation:N", alt.Tooltip("parent:N", title="gold parent")])
+
+    def lookup(key: str, out: str):
+        return dict(lookup=key, from_=alt.LookupData(words, key="key", fields=["word"]), as_=[out])
+
+    pred_base = alt.Chart(pred).transform_filter(chosen).transform_calculate(
+        status="datum.gold < 0 ? 'root word (no parent)' : datum.is_gold ? 'correct' : 'wrong'",
+        ikey="datum.sentence * 1000 + datum.i", jkey="datum.sentence * 1000 + datum.j",
+        gkey="datum.sentence * 1000 + datum.gold",
+    ).transform_lookup(**lookup("ikey", "word")).transform_lookup(**lookup("jkey", "attended")).transform_lookup(
+        **lookup("gkey", "gold parent"))
+    colour = alt.Color("status:N", title="predicted arc", legend=alt.Legend(orient="bottom"), scale=alt.Scale(
+        domain=["correct", "wrong", "root word (no parent)"], range=["#2a9d3f", "#d62728", "#aaaaaa"]))
+    pred_tips = ["word:N", alt.Tooltip("attended:N", title="predicted parent"),
+                 alt.Tooltip("weight:Q", format=".3f", title="attention"), alt.Tooltip("gold parent:N"),
+                 alt.Tooltip("gold_weight:Q", format=".3f", title="attention on gold arc"), "status:N"]
+    pred_arcs = curve(pred_base, -1).mark_line().encode(
+        x=x, y=y, detail="i:N", order="t:Q", color=colour, tooltip=pred_tips,
+        strokeWidth=alt.StrokeWidth("weight:Q", scale=alt.Scale(domain=[0, 1], range=[0.8, 5]), legend=None))
+    pred_ends = at(pred_base, "j", -base).mark_point(shape="triangle-up", filled=True, size=40).encode(
+        x=x, y=y, color=colour, tooltip=pred_tips)
+
+    w = width or int(min(1100, max(420, 48 * words.groupby("sentence").size().max())))
+    return alt.layer(gold_arcs, gold_ends, root_rule, root_text, pred_arcs, pred_ends, text).add_params(
+        p_sent, p_layer, p_head, p_dir).properties(
+        width=w, height=320, view=alt.ViewBackground(stroke=None),
+        title=title or "gold parse (above) and the chosen head's strongest attention (below)")
+
+
+_ARC_FIELDS = ("sentence", "layer", "head", "direction", "i", "word", "relation", "gold", "j", "weight",
+               "gold_weight", "is_gold")

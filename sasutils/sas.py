@@ -166,20 +166,30 @@ class Counts:
         return self
 
 
+def predicted_parents(aw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each word's predicted parent in both directions, from word attention ``aw`` (..., W, W).
+
+    Returns ``(pred_dep, pred_head)`` (..., W): the word that i attends to most, and the word that
+    attends to i most; -1 where no other word gets any attention (no prediction). Self is excluded by
+    zeroing the diagonal of ``aw`` **in place** (pass a fresh tensor, e.g. from :func:`word_attention`);
+    padding words already have all-zero rows and columns. Attention is non-negative, so the argmax
+    over these values is the argmax over the real candidates (first index on ties).
+    """
+    aw.diagonal(dim1=-2, dim2=-1).zero_()
+    best, pred_dep = aw.max(-1)
+    pred_dep = pred_dep.masked_fill(best <= 0, -1)
+    best, pred_head = aw.max(-2)
+    pred_head = pred_head.masked_fill(best <= 0, -1)
+    return pred_dep, pred_head
+
+
 def score_attention(attn: torch.Tensor, batch: Batch, n_rel: int) -> Counts:
     """Counts for one chunk. ``attn``: (L, B, H, T, T) attention of the chunk's sentences."""
     aw = word_attention(attn, batch.piece_word)  # (L, B, H, W, W)
     L, B, H, W, _ = aw.shape
     heads = batch.heads
     word_ok = heads >= -1  # real words (root included)
-    # Self is excluded by zeroing the diagonal; padding words already have all-zero rows and columns.
-    # Attention is positive, so the argmax over these non-negative values is the argmax over the
-    # real candidates, and a maximum of 0 means no candidate got any attention: no prediction (-1).
-    aw.diagonal(dim1=-2, dim2=-1).zero_()  # aw is a fresh tensor: in place is safe
-    best, pred_dep = aw.max(-1)  # (L, B, H, W): the word that i attends to most
-    pred_dep = pred_dep.masked_fill(best <= 0, -1)
-    best, pred_head = aw.max(-2)  # the word that attends to i most
-    pred_head = pred_head.masked_fill(best <= 0, -1)
+    pred_dep, pred_head = predicted_parents(aw)  # (L, B, H, W); zeroes aw's diagonal (a fresh tensor)
     gold = heads.clamp(min=0)
     nonroot = heads >= 0  # (B, W)
     rel_1h = torch.zeros(B, W, n_rel + 2, device=aw.device, dtype=aw.dtype)
@@ -227,21 +237,31 @@ def offset_baselines(enc: EncodedTreebank) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def count_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, dtype=torch.float32) -> Counts:
-    """Forward every chunk with attention weights and accumulate :class:`Counts`."""
+def chunk_attentions(model, enc: EncodedTreebank, max_tokens: int = 4096,
+                     dtype=torch.float32) -> Iterator[tuple[Batch, torch.Tensor]]:
+    """``(batch, attn)`` for every chunk of :func:`batches`; ``attn``: (L, B, H, T, T) attention weights.
+
+    The model runs in eval mode with eager attention meanwhile; both are restored afterwards.
+    """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total = None
     try:
         with attention_weights(model):
             for batch in batches(enc, max_tokens, device):
                 out = model.bert(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_attentions=True)
-                attn = torch.stack(out.attentions).to(dtype)  # (L, B, H, T, T)
-                c = score_attention(attn, batch, len(enc.relations))
-                total = c if total is None else total.__iadd__(c)
+                yield batch, torch.stack(out.attentions).to(dtype)
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def count_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, dtype=torch.float32) -> Counts:
+    """Forward every chunk with attention weights and accumulate :class:`Counts`."""
+    total = None
+    for batch, attn in chunk_attentions(model, enc, max_tokens, dtype):
+        c = score_attention(attn, batch, len(enc.relations))
+        total = c if total is None else total.__iadd__(c)
     return total
 
 
@@ -324,3 +344,76 @@ def make_sas_callback(
 
     sas_callback.encoded = enc  # for inspection (notes on skipped sentences)
     return sas_callback
+
+
+# --------------------------------------------------------------------------- single sentences (figures)
+
+def select(enc: EncodedTreebank, indices: Sequence[int]) -> EncodedTreebank:
+    """The encoded sentences at ``indices`` (in that order), keeping the skip counts and notes."""
+    idx = [int(s) for s in indices]
+    bad = [s for s in idx if not 0 <= s < len(enc)]
+    if bad:
+        raise IndexError(f"sentence indices {bad} out of range 0..{len(enc) - 1}")
+    return EncodedTreebank([enc.ids[s] for s in idx], [enc.p2w[s] for s in idx], [enc.heads[s] for s in idx],
+                           [enc.rels[s] for s in idx], enc.relations, enc.skipped_too_long, enc.unk_words, enc.notes)
+
+
+ARC_COLUMNS = ("sentence", "layer", "head", "direction", "i", "word", "relation", "gold", "j", "weight",
+               "gold_weight", "is_gold")
+
+
+@torch.no_grad()
+def attention_arcs(model, enc: EncodedTreebank, sentence_indices: Sequence[int], words: Sequence,
+                   max_tokens: int = 4096) -> pd.DataFrame:
+    """Every head's strongest attention arc for each word of a few sentences (the paper's Figure 1).
+
+    ``sentence_indices``: indices into ``enc``; ``words``: for each of them, in the same order, the
+    sentence's words (a tuple of strings, or the :class:`ParsedSentence` itself) -- the labels, which
+    ``enc`` does not keep. Their number must match the encoded sentence's (catches misalignment when
+    :func:`encode_treebank` skipped long sentences).
+
+    One row per (sentence, layer, head, direction, word i): ``j`` = the predicted parent by the rule
+    of :func:`predicted_parents` (``dep``: the word i attends to most; ``head``: the word that attends
+    to i most; -1 = none), ``weight`` = that word-level attention (``dep``: A[i, j]; ``head``: A[j, i]),
+    ``gold`` = i's gold parent (-1 = root), ``gold_weight`` = the attention on the gold arc (NaN for
+    root words), ``is_gold`` = j == gold. ``sentence`` is the index into ``enc``.
+    """
+    idx = [int(s) for s in sentence_indices]
+    labels = [tuple(getattr(w, "words", w)) for w in words]
+    if len(labels) != len(idx):
+        raise ValueError(f"{len(idx)} sentence indices but {len(labels)} word lists")
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"repeated sentence indices in {idx}")
+    sub = select(enc, idx)
+    for s, w, heads in zip(idx, labels, sub.heads):
+        if len(w) != len(heads):
+            raise ValueError(f"sentence {s}: {len(w)} words given, the encoded sentence has {len(heads)} "
+                             "(are `words` aligned with the encoded sentences?)")
+    frames = []
+    for batch, attn in chunk_attentions(model, sub, max_tokens):
+        aw = word_attention(attn, batch.piece_word)  # (L, B, H, W, W)
+        pred = predicted_parents(aw)  # zeroes the diagonal; off-diagonal weights are unchanged
+        L, _, H, _, _ = aw.shape
+        for b, k in enumerate(batch.index):
+            W = len(sub.heads[k])
+            a = aw[:, b, :, :W, :W].cpu().numpy()  # (L, H, W, W)
+            gold = sub.heads[k]
+            li, hi, ii = np.meshgrid(np.arange(L), np.arange(H), np.arange(W), indexing="ij")
+            g = np.broadcast_to(gold, (L, H, W))
+            for d, (direction, p) in enumerate(zip(DIRECTIONS, pred)):
+                m = a if d == 0 else a.swapaxes(-1, -2)  # row i: dep = what i attends to; head = who attends to i
+                j = p[:, b, :, :W].cpu().numpy()
+                weight = np.take_along_axis(m, np.maximum(j, 0)[..., None], -1)[..., 0]
+                gw = np.take_along_axis(m, np.maximum(g, 0)[..., None], -1)[..., 0]
+                frames.append(pd.DataFrame(dict(
+                    sentence=idx[k], layer=li.ravel(), head=hi.ravel(), direction=direction, i=ii.ravel(),
+                    word=np.array(labels[k], dtype=object)[ii.ravel()],
+                    relation=np.array([*enc.relations, "_"], dtype=object)[sub.rels[k]][ii.ravel()],
+                    gold=g.ravel(), j=j.ravel(), weight=np.where(j >= 0, weight, 0.0).ravel(),
+                    gold_weight=np.where(g >= 0, gw, np.nan).ravel(), is_gold=(j == g).ravel() & (g.ravel() >= 0),
+                )))
+    df = pd.concat(frames, ignore_index=True)
+    order = {s: n for n, s in enumerate(idx)}
+    df = df.sort_values(["sentence", "layer", "head", "direction", "i"], key=lambda c: c.map(order) if c.name == "sentence" else c)
+    return df.reset_index(drop=True)[list(ARC_COLUMNS)].astype(
+        dict(layer="int16", head="int16", i="int16", gold="int16", j="int16", weight="float32", gold_weight="float32"))

@@ -41,7 +41,7 @@ from .regularizer import syntactic_regularizer
 Callback = Callable[[torch.nn.Module, int], dict]
 
 DEFAULTS = dict(
-    preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean", mask_prob=0.15,
+    preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
     data_dir=None, threads=None,
 )
@@ -56,13 +56,15 @@ class TrainingError(RuntimeError):
 def make_config(preset: str = "cpu-tiny", **params) -> dict:
     """The full run configuration: preset values, then loop defaults, then ``params``; validated.
 
+    A ``None`` in ``params`` means "the preset's / the default value" (as notebooks pass them).
+
     ``lam``: regularizer weight (> 0 SAS-, < 0 SAS+, 0 off). ``suppress_steps`` = k: the term is on
     for steps < k and off from k on; -1 = the whole run; 0 = never (Base).
     """
     preset_keys = set(model_lib.preset(preset))
     cfg = model_lib.preset(preset, **{k: v for k, v in params.items() if k in preset_keys})
     for k, v in DEFAULTS.items():
-        cfg[k] = params.get(k, v) if params.get(k, v) is not None or k in ("data_dir", "threads") else v
+        cfg[k] = v if params.get(k) is None else params[k]  # None means "the default"
     cfg["preset"] = preset
     unknown = set(params) - preset_keys - set(DEFAULTS)
     if unknown:
