@@ -40,7 +40,7 @@ def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = 
     run_dir = Path(run_dir) if run_dir else Path(runs_root) / T.run_name(cfg)
     log = T.read_metrics(run_dir)
     if len(log) and log.step.max() >= cfg["steps"] and (run_dir / "config.json").exists() \
-            and json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(cfg, default=str)):
+            and T.identity(json.loads((run_dir / "config.json").read_text())) == T.identity(cfg):
         return log.assign(run=run_dir.name)
     data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
                        data_dir=cfg.get("data_dir"), progress=progress)

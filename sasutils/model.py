@@ -27,19 +27,19 @@ PRESETS: dict[str, dict] = {
         num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=512,
         seq_len=32, vocab_size=8192, dropout=0.0, mask_prob=0.15,
         batch_size=64, lr=2e-3, warmup=200, weight_decay=0.01, beta2=0.98, steps=6000,
-        corpus="wikipedia", corpus_sentences=120_000,
+        corpus="wikipedia", corpus_sentences=120_000, amp=False,
     ),
     "gpu-small": dict(
         num_hidden_layers=4, hidden_size=256, num_attention_heads=8, intermediate_size=1024,
         seq_len=128, vocab_size=16384, dropout=0.0, mask_prob=0.15,
         batch_size=128, lr=1e-3, warmup=1000, weight_decay=0.01, beta2=0.98, steps=30_000,
-        corpus="wikipedia+gutenberg", corpus_sentences=600_000,
+        corpus="wikipedia+gutenberg", corpus_sentences=600_000, amp=True,
     ),
     "bert-base": dict(
         num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
         seq_len=512, vocab_size=30522, dropout=0.1, mask_prob=0.15,
         batch_size=256, lr=1e-4, warmup=10_000, weight_decay=0.01, beta2=0.999, steps=100_000,
-        corpus="wikipedia+gutenberg", corpus_sentences=None,
+        corpus="wikipedia+gutenberg", corpus_sentences=None, amp=True,
     ),
 }
 ARCH_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
@@ -112,5 +112,6 @@ def masked_lm_loss(
     out = model.bert(input_ids=input_ids, attention_mask=attention_mask, output_attentions=output_attentions)
     sel = labels != -100
     logits = model.cls(out.last_hidden_state[sel])  # (N, V)
-    loss = F.cross_entropy(logits.float(), labels[sel])
+    # sum / N = the mean; 0 (not NaN) for a micro-batch chunk without masked tokens
+    loss = F.cross_entropy(logits.float(), labels[sel], reduction="sum") / sel.sum().clamp(min=1)
     return loss, (out.attentions if output_attentions else None)

@@ -36,15 +36,17 @@ from tqdm.auto import tqdm
 
 from . import model as model_lib
 from .corpus import SOURCES, CorpusData, load_corpus
-from .regularizer import syntactic_regularizer
+from .regularizer import arc_matrix, syntactic_regularizer
 
 Callback = Callable[[torch.nn.Module, int], dict]
 
 DEFAULTS = dict(
     preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
-    data_dir=None, threads=None,
+    data_dir=None, threads=None, device="auto", micro_batch=None,
 )
+# Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
+EXECUTION_KEYS = ("data_dir", "threads", "device", "micro_batch")
 
 
 class TrainingError(RuntimeError):
@@ -112,6 +114,12 @@ def validate_config(cfg: dict) -> None:
     need(cfg["hidden_size"] % cfg["num_attention_heads"] == 0, "hidden_size",
          f"must be divisible by num_attention_heads={cfg['num_attention_heads']}")
     need(cfg["eval_every"] >= 1 and cfg["checkpoint_every"] >= 1, "eval_every", "intervals must be >= 1")
+    mb = cfg.get("micro_batch")
+    need(mb is None or (isinstance(mb, (int, np.integer)) and not isinstance(mb, bool) and 1 <= mb <= cfg["batch_size"]),
+         "micro_batch", "must be None or an integer in [1, batch_size]")
+    dev = cfg.get("device", "auto")
+    need(dev == "auto" or (isinstance(dev, str) and dev.split(":")[0] in ("cpu", "cuda", "mps")), "device",
+         "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if cfg.get("data_dir"):
         need(Path(cfg["data_dir"]).is_dir(), "data_dir", "directory does not exist")
 
@@ -137,6 +145,18 @@ def checkpoint_steps(cfg: dict) -> list[int]:
     return sorted(s)
 
 
+def identity(cfg: dict) -> dict:
+    """The configuration as JSON values, without :data:`EXECUTION_KEYS` (what defines a run's results)."""
+    return {k: v for k, v in json.loads(json.dumps(cfg, default=str)).items() if k not in EXECUTION_KEYS}
+
+
+def device_of(cfg: dict) -> torch.device:
+    """``cfg["device"]``, with ``"auto"`` = CUDA if available, else CPU."""
+    if cfg.get("device", "auto") == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg["device"])
+
+
 def run_name(cfg: dict) -> str:
     """A run directory name from the parameters that distinguish runs."""
     k = cfg["suppress_steps"]
@@ -144,7 +164,7 @@ def run_name(cfg: dict) -> str:
         ("sasminus" if cfg["lam"] > 0 else "sasplus") + ("" if k == -1 else f"-k{k}"))
     lam = "" if variant == "base" else f"_lam{cfg['lam']:g}"
     # the hash tells apart runs that differ in any other value (lr, dropout, corpus, ...)
-    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    digest = hashlib.sha1(json.dumps(identity(cfg), sort_keys=True).encode()).hexdigest()[:6]
     return f"{cfg['preset']}_{variant}{lam}_seed{cfg['seed']}_{digest}"
 
 
@@ -289,23 +309,33 @@ def _metrics_rows(p: Path) -> list[tuple[str, dict]]:
 
 # --------------------------------------------------------------------------- evaluation
 
+def _autocast(cfg: dict, device: torch.device):
+    """bf16 autocast on CUDA when the preset asks for it (``amp``); a no-op on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(cfg.get("amp")) and device.type == "cuda")
+
+
 @torch.no_grad()
 def evaluate(model, data: CorpusData, cfg: dict) -> dict:
     """Held-out MLM loss on fixed batches with fixed masks, and the regularizer value on them."""
     model.eval()
-    n = min(len(data.eval), cfg["eval_batches"] * cfg["batch_size"])
-    losses, regs, weights = [], [], []
-    with model_lib.attention_weights(model):
-        for i in range(0, n, cfg["batch_size"]):
-            rows = np.arange(i, min(n, i + cfg["batch_size"]))
-            inp, attn, labels, parents = make_batch(data.eval, rows, data.tokenizer, cfg["mask_prob"], 12345, i, 7)
-            loss, att = model_lib.masked_lm_loss(model, inp, attn, labels, output_attentions=True)
-            losses.append(loss.item())
-            regs.append(syntactic_regularizer(att, parents, "mean").item())
-            weights.append(int((labels != -100).sum()))
+    device = next(model.parameters()).device
+    B = cfg["batch_size"]
+    mb = cfg.get("micro_batch") or B
+    n = min(len(data.eval), cfg["eval_batches"] * B)
+    loss_sum, n_masked, reg_sum, n_arcs = 0.0, 0, 0.0, 0
+    with model_lib.attention_weights(model), _autocast(cfg, device):
+        for i in range(0, n, B):  # masks are drawn per batch, so they do not depend on micro_batch
+            batch = make_batch(data.eval, np.arange(i, min(n, i + B)), data.tokenizer, cfg["mask_prob"], 12345, i, 7)
+            for j in range(0, len(batch[0]), mb):
+                inp, attn, labels, parents = (x[j:j + mb].to(device) for x in batch)
+                loss, att = model_lib.masked_lm_loss(model, inp, attn, labels, output_attentions=True)
+                k = int((labels != -100).sum())
+                loss_sum += loss.item() * k
+                n_masked += k
+                reg_sum += syntactic_regularizer(att, parents, "sum").item()
+                n_arcs += int(arc_matrix(parents).sum())
     model.train()
-    w = np.asarray(weights, float)
-    return {"eval_loss": float(np.dot(losses, w) / w.sum()), "eval_reg": float(np.mean(regs))}
+    return {"eval_loss": loss_sum / max(n_masked, 1), "eval_reg": reg_sum / max(n_arcs, 1)}
 
 
 # --------------------------------------------------------------------------- the loop
@@ -326,10 +356,11 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
-    saved = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
+    saved = identity(json.loads(cfg_path.read_text())) if cfg_path.exists() else None
     cfg_json = json.loads(json.dumps(cfg, default=str))
-    if saved is not None and saved != cfg_json:
-        diff = sorted(k for k in set(saved) | set(cfg_json) if saved.get(k) != cfg_json.get(k))
+    if saved is not None and saved != identity(cfg):
+        ident = identity(cfg)
+        diff = sorted(k for k in set(saved) | set(ident) if saved.get(k) != ident.get(k))
         raise TrainingError(f"{run_dir} holds a run with a different configuration (differs in {diff}); "
                             "use another run_dir or delete it")
     _atomic_json(cfg_path, cfg_json)
@@ -343,7 +374,8 @@ def train(
     if not (run_dir / "tokenizer").exists():
         tok.save_pretrained(run_dir / "tokenizer")
 
-    model = model_lib.build_model(cfg, len(tok), tok.pad_token_id, seed=cfg["seed"])
+    device = device_of(cfg)
+    model = model_lib.build_model(cfg, len(tok), tok.pad_token_id, seed=cfg["seed"]).to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
@@ -355,7 +387,7 @@ def train(
     state_path = run_dir / "state.pt"
     if state_path.exists():
         try:
-            st = torch.load(state_path, weights_only=False)
+            st = torch.load(state_path, weights_only=False, map_location=device)
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             start, wall0 = int(st["step"]), float(st["wall"])
@@ -405,24 +437,34 @@ def train(
             mode = want
         torch.manual_seed(int(_rng(cfg["seed"], step, 9).integers(2**62)))  # dropout
         rows = batch_indices(len(data.train), cfg["batch_size"], cfg["seed"], step)
-        inp, attn, labels, parents = make_batch(data.train, rows, tok, cfg["mask_prob"], cfg["seed"], step)
-        loss, att = model_lib.masked_lm_loss(model, inp, attn, labels, output_attentions=lam != 0)
-        total = loss
-        if lam != 0:
-            total = loss + lam * syntactic_regularizer(att, parents, cfg["reg_reduction"])
-        if not torch.isfinite(total):
-            raise TrainingError(f"non-finite loss at step {step} ({total.item()}); the last good checkpoint "
-                                f"and state.pt in {run_dir} are from before it")
+        batch = make_batch(data.train, rows, tok, cfg["mask_prob"], cfg["seed"], step)
+        n_masked = int((batch[2] != -100).sum())
+        mb = cfg.get("micro_batch") or len(rows)
+        opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for i in range(0, len(rows), mb):  # gradient accumulation; one chunk unless micro_batch is set
+            inp, attn, labels, parents = (x[i:i + mb].to(device) for x in batch)
+            # weights make the chunks add up to the whole batch's mean loss (and mean/sum regularizer)
+            w_loss = int((labels != -100).sum()) / n_masked
+            w_reg = 1.0 if cfg["reg_reduction"] == "sum" else len(inp) / len(rows)
+            with _autocast(cfg, device):
+                loss, att = model_lib.masked_lm_loss(model, inp, attn, labels, output_attentions=lam != 0)
+                total = loss * w_loss
+                if lam != 0:
+                    total = total + lam * w_reg * syntactic_regularizer(att, parents, cfg["reg_reduction"])
+            if not torch.isfinite(total):
+                raise TrainingError(f"non-finite loss at step {step} ({total.item()}); the last good checkpoint "
+                                    f"and state.pt in {run_dir} are from before it")
+            total.backward()
+            loss_sum += loss.item() * w_loss
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         if not torch.isfinite(grad_norm):
             raise TrainingError(f"non-finite gradient at step {step} (norm {grad_norm.item()}); the last good "
                                 f"checkpoint and state.pt in {run_dir} are from before it")
         opt.step()
-        last_loss = loss.item()
+        last_loss = loss_sum
     bar.close()
     return read_metrics(run_dir)
 

@@ -38,3 +38,26 @@ def test_run_names():
     assert "_sasminus-k3000_lam0.5_" in T.run_name(T.make_config("cpu-tiny", lam=0.5, suppress_steps=3000))
     assert "_sasplus_lam-0.5_" in T.run_name(T.make_config("cpu-tiny", lam=-0.5, suppress_steps=-1))
     assert T.run_name(T.make_config("cpu-tiny", lr=1e-3)) != T.run_name(base)
+
+
+def test_micro_batches_accumulate_to_the_same_step(small_tokenizer):
+    """Gradient accumulation over micro-batches gives the same update as one batch (CPU, float tolerance)."""
+    from sasutils.corpus import CorpusData, Packed
+
+    g = np.random.default_rng(0)
+    ids = g.integers(10, len(small_tokenizer), (64, 16)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = small_tokenizer.cls_token_id, small_tokenizer.sep_token_id
+    par = np.where(g.random((64, 16)) < 0.5, g.integers(1, 15, (64, 16)), -1).astype(np.int16)
+    data = CorpusData(small_tokenizer, Packed(ids, par), Packed(ids[:16], par[:16]), 80, [])
+    logs = []
+    for mb in (None, 5):
+        cfg = T.make_config("cpu-tiny", steps=3, warmup=1, batch_size=16, seq_len=16, hidden_size=32,
+                            intermediate_size=64, eval_every=3, checkpoint_log_steps=(), lam=0.5,
+                            suppress_steps=-1, micro_batch=mb, eval_batches=1)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            logs.append(T.train(cfg, d, data=data, progress=False))
+    a, b = logs
+    assert np.allclose(a.eval_loss, b.eval_loss, atol=1e-5) and np.allclose(a.train_loss.dropna(), b.train_loss.dropna(), atol=1e-5)
+    assert T.run_name(T.make_config("cpu-tiny", micro_batch=8)) == T.run_name(T.make_config("cpu-tiny"))
