@@ -17,6 +17,26 @@ from . import train as T
 from .corpus import load_corpus
 
 
+def list_param(value, name: str) -> list:
+    """A notebook parameter that should be a list: papermill's ``-p`` passes ``'[1, 2]'`` as a string, so
+    a string is parsed as a Python/JSON literal (``-y "name: [...]"`` passes a real list). A single
+    non-list value becomes a one-item list; anything unparsable is an error naming the parameter."""
+    import ast
+
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            value = [value]  # e.g. one glob pattern
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list):
+        value = [value]
+    if not value:
+        raise ValueError(f"parameter {name}: must not be empty")
+    return value
+
+
 def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int = 300,
                   blimp_every: int = 0, blimp_per_paradigm: int = 10, treebank: str = "ewt-dev"):
     """The (every, fn) metric callbacks for a run: SAS scalar on ``treebank`` and/or BLiMP."""

@@ -21,8 +21,9 @@ def test_attention_weights_context_restores_sdpa(tiny_model):
     assert tiny_model.config._attn_implementation == "sdpa"
     with attention_weights(tiny_model):
         _, att = masked_lm_loss(tiny_model, ids, torch.ones_like(ids), ids, output_attentions=True)
-    assert len(att) == tiny_model.config.num_hidden_layers and att[0].shape == (2, 4, 7, 7)
-    assert torch.allclose(att[0].sum(-1), torch.ones(2, 4, 7), atol=1e-5)
+    H = tiny_model.config.num_attention_heads
+    assert len(att) == tiny_model.config.num_hidden_layers and att[0].shape == (2, H, 7, 7)
+    assert torch.allclose(att[0].sum(-1), torch.ones(2, H, 7), atol=1e-5)
     assert tiny_model.config._attn_implementation == "sdpa"
 
 

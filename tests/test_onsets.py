@@ -373,3 +373,21 @@ def test_bad_options_raise():
         O.bootstrap_interval(STEPS, uas=[u, u], smoth=1)
     with pytest.raises(ValueError, match="step column"):
         O.onset_table(pd.DataFrame({"uas": u}))
+
+
+def test_loss_bend_window_ignores_the_initial_decay():
+    """A convex initial decay, a plateau, then a logistic drop of 0.8 nats centred at 3000."""
+    from sasutils.onsets import loss_bend_window, transition_report
+
+    steps = np.array([0, 10, 20, 50, 100, 200, 250] + list(range(500, 6001, 250)), float)
+    loss = 6.5 + 2.5 * np.exp(-steps / 120) - 0.8 / (1 + np.exp(-(steps - 3000) / 150))
+    start, end, nats = loss_bend_window(steps, loss, step_range=(600, None))
+    assert 2500 <= start <= 3000 <= end <= 3500
+    assert 0.5 < nats < 0.8
+    uas = 0.1 + 0.25 / (1 + np.exp(-(steps - 3000) / 150))
+    rep = transition_report(pd.DataFrame({"step": steps, "eval_loss": loss, "sas_uas": uas,
+                                          "offset_best": 0.3}))
+    assert rep["drop_ok"] and rep["uas_ok"] and rep["beats_offset"] and rep["onset_ok"]
+    flat = transition_report(pd.DataFrame({"step": steps, "eval_loss": 6.5 + 2.5 * np.exp(-steps / 120),
+                                           "sas_uas": 0.1 + 0 * steps}))
+    assert not flat["drop_ok"] and not flat["uas_ok"]

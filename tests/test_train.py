@@ -61,3 +61,16 @@ def test_micro_batches_accumulate_to_the_same_step(small_tokenizer):
     a, b = logs
     assert np.allclose(a.eval_loss, b.eval_loss, atol=1e-5) and np.allclose(a.train_loss.dropna(), b.train_loss.dropna(), atol=1e-5)
     assert T.run_name(T.make_config("cpu-tiny", micro_batch=8)) == T.run_name(T.make_config("cpu-tiny"))
+
+
+def test_list_param_parses_papermill_strings():
+    from sasutils.experiments import list_param
+
+    assert list_param("[0, 1, 2]", "seeds") == [0, 1, 2]
+    assert list_param("[{'lr': 0.001}]", "grid") == [{"lr": 0.001}]
+    assert list_param("runs/x_*", "runs") == ["runs/x_*"]
+    assert list_param((1, 2), "k") == [1, 2] and list_param(3, "k") == [3]
+    import pytest
+
+    with pytest.raises(ValueError, match="parameter seeds"):
+        list_param([], "seeds")
