@@ -177,12 +177,20 @@ def training_curves(log, cfg: dict | None = None):
 
 def developmental(curves, found=None, by: str = "run"):
     """The paper's developmental figure: loss, SAS and BLiMP vs step, one line per ``by`` value,
-    with ▲ (structure onset) and ● (capabilities onset) as vertical rules from ``found``
-    (:func:`sasutils.onsets.onset_table`). Legend click highlights one line."""
+    with dotted rules at the structure onset (▲ at the top) and capabilities onset (● at the top),
+    from ``found`` (:func:`sasutils.onsets.onset_table` / ``transition_report`` rows). Clicking a
+    legend entry highlights one line."""
     import pandas as pd
 
     sel = _legend_selection(by)
     opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
+    marks = None
+    if found is not None and len(found):
+        parts = [found[[by, key]].dropna().rename(columns={key: "onset"}).assign(kind=name, shape=shape)
+                 for key, name, shape in [("structure_onset", "▲ structure onset", "triangle-up"),
+                                          ("capabilities_onset", "● capabilities onset", "circle")]
+                 if key in found]
+        marks = pd.concat(parts) if parts else None
     rows = []
     for col, title in [("loss", "held-out MLM loss"), ("uas", "SAS (best-head UAS)"), ("blimp", "BLiMP mean")]:
         if col not in curves or curves[col].notna().sum() == 0:
@@ -190,24 +198,21 @@ def developmental(curves, found=None, by: str = "run"):
         d = curves[[by, "step", col]].dropna()
         base = alt.Chart(d).mark_line(point=True).encode(
             x=alt.X("step:Q"), y=alt.Y(f"{col}:Q", title=title, scale=alt.Scale(zero=False)),
-            color=alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
-            opacity=opacity, tooltip=[by, "step", alt.Tooltip(f"{col}:Q", format=".4f")]).add_params(sel)
+            color=alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500)),
+            opacity=opacity, tooltip=[by, "step", alt.Tooltip(f"{col}:Q", format=".4f")])
+        if not rows:
+            base = base.add_params(sel)  # one selection, defined once, shared by every panel
         layer = [base]
         if col == "uas" and "offset" in curves:
             layer.append(alt.Chart(curves[[by, "step", "offset"]].dropna()).mark_line(strokeDash=[4, 3])
-                         .encode(x="step:Q", y="offset:Q", color=f"{by}:N", opacity=opacity))
-        if found is not None and len(found):
-            marks = []
-            for key, sym in [("structure_onset", "▲ structure"), ("capabilities_onset", "● capabilities")]:
-                if key in found:
-                    f = found[[by, key]].dropna().rename(columns={key: "onset"}).assign(kind=sym)
-                    marks.append(f)
-            if marks:
-                m = pd.concat(marks)
-                layer.append(alt.Chart(m).mark_rule(strokeDash=[2, 2]).encode(
-                    x="onset:Q", color=f"{by}:N", opacity=opacity, tooltip=[by, "kind", "onset"]))
-                layer.append(alt.Chart(m).mark_text(dy=-4, baseline="bottom", fontSize=13).encode(
-                    x="onset:Q", y=alt.value(0), text=alt.Text("kind:N"), color=f"{by}:N", opacity=opacity))
+                         .encode(x="step:Q", y="offset:Q", color=f"{by}:N", opacity=opacity,
+                                 tooltip=[by, alt.Tooltip("offset:Q", title="best offset baseline", format=".3f")]))
+        if marks is not None and len(marks):
+            enc = dict(x="onset:Q", color=f"{by}:N", opacity=opacity,
+                       tooltip=[by, "kind", alt.Tooltip("onset:Q", format=".0f")])
+            layer.append(alt.Chart(marks).mark_rule(strokeDash=[2, 2]).encode(**enc))
+            layer.append(alt.Chart(marks).mark_point(filled=True, size=70).encode(
+                y=alt.value(4), shape=alt.Shape("shape:N", scale=None, legend=None), **enc))
         rows.append(alt.layer(*layer).properties(width=560, height=150))
     return alt.vconcat(*rows).resolve_scale(x="shared")
 
