@@ -13,7 +13,9 @@ Modules (one concept each):
 - :mod:`sasutils.sas`          -- Syntactic Attention Structure: UAS of attention vs. parses
 - :mod:`sasutils.onsets`       -- phase-transition (onset) detection on metric curves
 - :mod:`sasutils.train`        -- the training loop, checkpoints, metric callbacks
-- :mod:`sasutils.plots`        -- Altair figures
+- :mod:`sasutils.measure`      -- scoring every checkpoint of a run (UAS tables, BLiMP)
+- :mod:`sasutils.experiments`  -- runs and grids by name; collecting finished runs
+- :mod:`sasutils.plots`        -- Altair figures (offline rendering)
 """
 
 __version__ = "0.1.0"

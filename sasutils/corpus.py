@@ -19,7 +19,6 @@ Pipeline (each stage cached under ``$SASUTILS_CACHE``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,8 +335,3 @@ def load_corpus(source: str, n_sentences: int, vocab_size: int, seq_len: int, ev
     if train.truncated:
         notes.append(f"{train.truncated} training sentences truncated to {seq_len} pieces")
     return CorpusData(tok, train, ev, len(df), notes)
-
-
-def fingerprint(arr: np.ndarray) -> str:
-    """Short content hash (to check that a resumed run sees the same data)."""
-    return hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest()[:12]

@@ -6,6 +6,8 @@ A trained tokenizer is cached by (corpus, size) and saved into each run director
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -31,8 +33,15 @@ def cached_wordpiece(texts_fn, vocab_size: int, cache_path: Path) -> BertTokeniz
     """Load the tokenizer at ``cache_path`` or train it on ``texts_fn()`` and save it there."""
     if (cache_path / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(cache_path)
-    tok = train_wordpiece(texts_fn(), vocab_size)
-    tmp = cache_path.with_name(cache_path.name + ".tmp")
-    tok.save_pretrained(tmp)
-    tmp.replace(cache_path) if not cache_path.exists() else None
+    save_atomic(train_wordpiece(texts_fn(), vocab_size), cache_path)
     return AutoTokenizer.from_pretrained(cache_path)
+
+
+def save_atomic(tokenizer, path: Path) -> None:
+    """``save_pretrained`` into a temporary folder, then rename: a killed save leaves no half folder."""
+    path = Path(path)
+    tmp = path.with_name("." + path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.rename(tmp, path)

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from . import model as model_lib
 from .corpus import SOURCES, CorpusData, load_corpus
 from .regularizer import arc_matrix, syntactic_regularizer
+from .tokenizer import save_atomic
 
 Callback = Callable[[torch.nn.Module, int], dict]
 
@@ -371,8 +372,8 @@ def train(
         data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
                            data_dir=cfg.get("data_dir"), progress=progress)
     tok = data.tokenizer
-    if not (run_dir / "tokenizer").exists():
-        tok.save_pretrained(run_dir / "tokenizer")
+    if not (run_dir / "tokenizer" / "tokenizer.json").exists():
+        save_atomic(tok, run_dir / "tokenizer")
 
     device = device_of(cfg)
     model = model_lib.build_model(cfg, len(tok), tok.pad_token_id, seed=cfg["seed"]).to(device)
