@@ -121,3 +121,14 @@ def checkpoint_curves(uas: pd.DataFrame, blimp: pd.DataFrame, logs: pd.DataFrame
         bm = blimp.groupby(["run", "step"]).accuracy.mean().rename("blimp").reset_index()
         out = out.merge(bm, on=["run", "step"], how="outer")
     return out.sort_values(["run", "step"]).reset_index(drop=True)
+
+
+def relation_table(logs: pd.DataFrame, by: str = "run") -> pd.DataFrame:
+    """Long per-relation table from in-training metrics logs (columns ``uas/<rel>``, ``offset/<rel>``
+    written by :func:`sasutils.sas.summarize`): one row per (``by``, step, relation) with ``best_head``,
+    ``best_offset`` and ``margin`` = best_head - best_offset (> 0: a head beats every fixed offset)."""
+    rels = [c.split("/", 1)[1] for c in logs.columns if c.startswith("uas/") and f"offset/{c[4:]}" in logs]
+    parts = [logs[[by, "step"]].assign(relation=r, best_head=logs[f"uas/{r}"], best_offset=logs[f"offset/{r}"])
+             for r in rels]
+    out = pd.concat(parts, ignore_index=True).dropna(subset=["best_head"])
+    return out.assign(margin=out.best_head - out.best_offset)

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 
@@ -74,3 +75,15 @@ def test_list_param_parses_papermill_strings():
 
     with pytest.raises(ValueError, match="parameter seeds"):
         list_param([], "seeds")
+
+
+def test_relation_table_from_logs():
+    import pandas as pd
+
+    from sasutils.measure import relation_table
+
+    logs = pd.DataFrame({"run": ["a", "a"], "step": [0, 10], "uas/nsubj": [0.2, 0.5], "offset/nsubj": [0.3, 0.3],
+                         "uas/obj": [float("nan"), 0.4], "offset/obj": [0.35, 0.35]})
+    t = relation_table(logs)
+    assert len(t) == 3 and set(t.relation) == {"nsubj", "obj"}
+    assert t[(t.relation == "nsubj") & (t.step == 10)].margin.iloc[0] == pytest.approx(0.2)
