@@ -6,10 +6,8 @@ says *which* runs and then plots the tidy table this returns.
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -66,12 +64,6 @@ def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = 
                        data_dir=cfg.get("data_dir"), progress=progress)
     cbs = callbacks_for(cfg, data.tokenizer, **cb_kw)
     return T.train(cfg, run_dir, cbs, data=data, progress=progress).assign(run=run_dir.name)
-
-
-def grid(base: dict, axes: dict[str, Iterable]) -> list[dict]:
-    """Every combination of ``axes`` values applied to the ``base`` parameters."""
-    keys = list(axes)
-    return [{**base, **dict(zip(keys, vals))} for vals in itertools.product(*(list(axes[k]) for k in keys))]
 
 
 def run_grid(param_sets: list[dict], runs_root: str | Path = "runs", progress: bool = True, **cb_kw) -> pd.DataFrame:

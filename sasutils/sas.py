@@ -112,7 +112,6 @@ def batches(enc: EncodedTreebank, max_tokens: int = 4096, device=None) -> Iterat
     order = np.argsort([len(x) for x in enc.ids], kind="stable")
     i = 0
     while i < len(order):
-        T = len(enc.ids[order[i]])
         j = i + 1
         while j < len(order) and (j - i + 1) * len(enc.ids[order[j]]) <= max_tokens:
             j += 1
