@@ -20,6 +20,7 @@ Pipeline (each stage cached under ``$SASUTILS_CACHE``):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -199,7 +200,7 @@ def parse_corpus(source: str, n_sentences: int, data_dir=None, progress: bool = 
     if len(rows) < n_sentences:
         print(f"note: {source} yielded only {len(rows)} usable sentences (asked for {n_sentences})")
     df = pd.DataFrame(rows[:n_sentences])
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     df.to_parquet(tmp)
     cache.with_suffix(".json").write_text(json.dumps({"skipped": skipped}))
     tmp.replace(cache)
@@ -326,7 +327,7 @@ def load_corpus(source: str, n_sentences: int, vocab_size: int, seq_len: int, ev
         ev = Packed(z["eval_ids"], z["eval_par"], int(z["eval_trunc"]))
     else:
         train, ev = pack(train_df, tok, seq_len, progress), pack(eval_df, tok, seq_len)
-        tmp = pk.with_suffix(".tmp.npz")
+        tmp = pk.with_name(f"{pk.stem}.{os.getpid()}.tmp.npz")  # per process: parallel runs may pack at once
         np.savez(tmp, train_ids=train.input_ids, train_par=train.parents, train_trunc=train.truncated,
                  eval_ids=ev.input_ids, eval_par=ev.parents, eval_trunc=ev.truncated)
         tmp.replace(pk)

@@ -75,6 +75,7 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
         attention_probs_dropout_prob=cfg["dropout"],
         pad_token_id=pad_token_id,
         type_vocab_size=1,
+        initializer_range=cfg.get("init_range", 0.02),  # std of the normal init (BERT: 0.02)
         **{k: cfg[k] for k in ARCH_KEYS},
     )
     model = BertForMaskedLM(config)

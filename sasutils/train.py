@@ -45,7 +45,12 @@ DEFAULTS = dict(
     preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
     data_dir=None, threads=None, device="auto", micro_batch=None,
+    lr_schedule="linear", init_range=0.02,
 )
+# Options added after runs were published: at these values they are left out of a run's identity, so
+# earlier runs keep their names and still resume; any other value is part of the identity as usual.
+LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02)
+LR_SCHEDULES = ("linear", "constant")
 # Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
 EXECUTION_KEYS = ("data_dir", "threads", "device", "micro_batch")
 
@@ -110,6 +115,8 @@ def validate_config(cfg: dict) -> None:
     need(k == -1 or 0 <= k <= cfg["steps"], "suppress_steps",
          f"must be -1 (whole run) or between 0 and steps={cfg['steps']}")
     need(cfg["reg_reduction"] in ("mean", "sum"), "reg_reduction", "must be 'mean' or 'sum'")
+    need(cfg["lr_schedule"] in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
+    need(is_num(cfg["init_range"]) and 0 < cfg["init_range"] < 1, "init_range", "must be a number in (0, 1)")
     need(0 < cfg["mask_prob"] < 1, "mask_prob", "must be in (0, 1)")
     need(0 <= cfg["dropout"] < 1, "dropout", "must be in [0, 1)")
     need(cfg["hidden_size"] % cfg["num_attention_heads"] == 0, "hidden_size",
@@ -132,10 +139,14 @@ def lam_at(cfg: dict, step: int) -> float:
 
 
 def lr_at(cfg: dict, step: int) -> float:
-    """Linear warmup to ``lr`` then linear decay to 0 at ``steps`` -- independent of ``suppress_steps``."""
+    """Linear warmup to ``lr``, then (``lr_schedule``) ``"linear"`` decay to 0 at ``steps`` (BERT's) or
+    ``"constant"`` -- never dependent on ``suppress_steps``. The constant schedule is a control: a term
+    released at step k meets the same learning rate as at the start."""
     w, n = cfg["warmup"], cfg["steps"]
     if step < w:
         return cfg["lr"] * (step + 1) / w
+    if cfg.get("lr_schedule", "linear") == "constant":
+        return cfg["lr"]
     return cfg["lr"] * max(0.0, (n - step) / max(1, n - w))
 
 
@@ -147,8 +158,10 @@ def checkpoint_steps(cfg: dict) -> list[int]:
 
 
 def identity(cfg: dict) -> dict:
-    """The configuration as JSON values, without :data:`EXECUTION_KEYS` (what defines a run's results)."""
-    return {k: v for k, v in json.loads(json.dumps(cfg, default=str)).items() if k not in EXECUTION_KEYS}
+    """The configuration as JSON values, without :data:`EXECUTION_KEYS` and without :data:`LATER_DEFAULTS`
+    keys at their default values (what defines a run's results)."""
+    return {k: v for k, v in json.loads(json.dumps(cfg, default=str)).items()
+            if k not in EXECUTION_KEYS and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
 
 def device_of(cfg: dict) -> torch.device:
