@@ -217,6 +217,56 @@ def developmental(curves, found=None, by: str = "run"):
     return alt.vconcat(*rows).resolve_scale(x="shared")
 
 
+def causal(logs, variants=("Base", "SAS+", "SAS-"), by: str = "variant"):
+    """The paper's causal figure: loss, SAS and BLiMP vs step, mean over seeds with a min-max band,
+    one colour per variant. ``logs``: tidy metrics with ``variant``, ``seed``, ``step``, ``eval_loss``,
+    ``sas_uas``, ``blimp_mean``. Clicking a legend entry highlights one variant."""
+    d = logs[logs[by].isin(variants)]
+    sel = _legend_selection(by)
+    opacity = alt.condition(sel, alt.value(1.0), alt.value(0.12))
+    rows = []
+    for col, title in [("eval_loss", "held-out MLM loss"), ("sas_uas", "SAS (best-head UAS)"),
+                       ("blimp_mean", "BLiMP mean")]:
+        if col not in d or d[col].notna().sum() == 0:
+            continue
+        g = d[[by, "step", col]].dropna().groupby([by, "step"])[col].agg(["mean", "min", "max", "count"]).reset_index()
+        color = alt.Color(f"{by}:N", sort=list(variants), legend=alt.Legend(orient="bottom", title=None))
+        band = alt.Chart(g).mark_area(opacity=0.2).encode(x="step:Q", y=alt.Y("min:Q", title=title,
+                                                                               scale=alt.Scale(zero=False)),
+                                                          y2="max:Q", color=color, opacity=opacity)
+        line = alt.Chart(g).mark_line(point=True).encode(
+            x="step:Q", y=alt.Y("mean:Q", title=title, scale=alt.Scale(zero=False)), color=color, opacity=opacity,
+            tooltip=[by, "step", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("min:Q", format=".4f"),
+                     alt.Tooltip("max:Q", format=".4f"), alt.Tooltip("count:Q", title="seeds")])
+        if not rows:
+            line = line.add_params(sel)
+        rows.append(alt.layer(band, line).properties(width=560, height=150))
+    return alt.vconcat(*rows).resolve_scale(x="shared")
+
+
+def release(reports, base: str = "Base"):
+    """The paper's release figure: final loss and BLiMP against the release step k of SAS−(k)
+    (points = seeds, line = mean), with Base's mean as a dashed rule. ``reports``: one row per run with
+    ``variant``, ``seed``, ``final_loss``, ``final_blimp`` (:func:`sasutils.claims.reports`)."""
+    import pandas as pd
+
+    from .claims import release_step
+
+    r = reports.assign(k=reports.variant.map(release_step))
+    ks = r.dropna(subset=["k"])
+    b = r[r.variant == base]
+    charts = []
+    for col, title in [("final_loss", "final MLM loss"), ("final_blimp", "final BLiMP mean")]:
+        pts = alt.Chart(ks).mark_point(filled=True, opacity=0.6).encode(
+            x=alt.X("k:Q", title="release step k of SAS−(k)"), y=alt.Y(f"{col}:Q", title=title, scale=alt.Scale(zero=False)),
+            tooltip=["variant", "seed", alt.Tooltip(f"{col}:Q", format=".4f")])
+        mean = alt.Chart(ks.groupby("k", as_index=False)[col].mean()).mark_line().encode(x="k:Q", y=f"{col}:Q")
+        rule = alt.Chart(pd.DataFrame({"y": [b[col].mean()], "label": [f"{base} (mean of {len(b)} seeds)"]})).mark_rule(
+            strokeDash=[5, 4], color="black").encode(y="y:Q", tooltip=["label", alt.Tooltip("y:Q", format=".4f")])
+        charts.append(alt.layer(pts, mean, rule).properties(width=260, height=200))
+    return alt.hconcat(*charts)
+
+
 def head_heatmap(uas, run: str | None = None, relation: str = "all"):
     """UAS of every (layer, head) in both directions, with a slider over checkpoints (client-side)."""
     d = uas[(uas.layer >= 0) & (uas.relation == relation)]

@@ -9,7 +9,8 @@ runs still going are stopped, and their logs so far are kept (they resume from t
 
     python -m sasutils.sweep configs/gpu_sweep.json --runs-root runs/gpu --workers 14 --deadline 480
 
-Writes ``sweep_status.csv`` (run, status, seconds, error) in ``runs_root`` and prints a summary.
+Writes ``sweep_status.csv`` (run, status, seconds, error; rows of earlier sweeps into the same
+``runs_root`` are kept) and prints a summary.
 """
 
 from __future__ import annotations
@@ -115,7 +116,11 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
             status[i] = ("stopped", time.time() - start, "deadline")
     table = pd.DataFrame([{"run": names[i], "status": s, "seconds": round(sec, 1), "error": e}
                           for i, (s, sec, e) in status.items()])
-    table.to_csv(runs_root / "sweep_status.csv", index=False)
+    path = runs_root / "sweep_status.csv"
+    if path.exists():  # earlier sweeps into the same runs_root: keep their rows for runs not in this one
+        old = pd.read_csv(path, keep_default_na=False)
+        table = pd.concat([old[~old.run.isin(table.run)], table], ignore_index=True)
+    table.to_csv(path, index=False)
     return table
 
 
