@@ -87,3 +87,28 @@ def test_relation_table_from_logs():
     t = relation_table(logs)
     assert len(t) == 3 and set(t.relation) == {"nsubj", "obj"}
     assert t[(t.relation == "nsubj") & (t.step == 10)].margin.iloc[0] == pytest.approx(0.2)
+
+
+def test_lr_schedule_constant_and_later_defaults_keep_run_names():
+    base = T.make_config("cpu-tiny", seed=0)
+    const = T.make_config("cpu-tiny", seed=0, lr_schedule="constant")
+    assert [T.lr_at(const, s) for s in (0, 199, 200, 4999)] == pytest.approx([1e-5, 2e-3, 2e-3, 2e-3])
+    assert T.lr_at(base, 4999) < 1e-5  # the default decays to zero
+    # options added later are left out of the identity at their defaults, so published runs keep their names
+    assert "lr_schedule" not in T.identity(base) and "init_range" not in T.identity(base)
+    assert T.run_name(base) == "cpu-tiny_base_seed0_c3b3d1"
+    assert T.run_name(const) != T.run_name(base)
+    assert T.run_name(T.make_config("cpu-tiny", seed=0, init_range=0.05)) != T.run_name(base)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        T.make_config("cpu-tiny", lr_schedule="cosine")
+    with pytest.raises(ValueError, match="init_range"):
+        T.make_config("cpu-tiny", init_range=0)
+
+
+def test_init_range_sets_the_initial_weight_scale():
+    from sasutils import model as model_lib
+
+    for r in (0.01, 0.05):
+        m = model_lib.build_model(T.make_config("cpu-tiny", init_range=r), 1000, seed=0)
+        std = m.bert.embeddings.position_embeddings.weight.std().item()
+        assert std == pytest.approx(r, rel=0.05)

@@ -1,0 +1,69 @@
+"""sasutils.claims: verdicts follow the documented rules on constructed runs with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sasutils import claims
+
+
+def curve(run, variant, seed, onset=None, drop=0.7, plateau=6.4, uas_lo=0.12, uas_hi=0.33, blimp_end=0.55,
+          steps=5000, arc=0.4):
+    """A logged run: loss on a plateau that drops by ``drop`` after ``onset`` (sigmoid), SAS rising with it."""
+    s = np.arange(0, steps + 1, 125.0)
+    if onset is None:
+        loss = plateau - 0.0001 * s / 10
+        uas = np.full_like(s, uas_lo)
+        blimp = np.full_like(s, 0.51)
+    else:
+        sig = 1 / (1 + np.exp(-(s - onset - 300) / 120))
+        loss = plateau - drop * sig - 0.00002 * s
+        uas = uas_lo + (uas_hi - uas_lo) / (1 + np.exp(-(s - onset - 250) / 100))
+        blimp = 0.52 + (blimp_end - 0.52) / (1 + np.exp(-(s - onset - 900) / 150))
+    loss = loss + 2.5 * np.exp(-s / 100)  # the initial descent
+    return pd.DataFrame({"run": run, "variant": variant, "seed": seed, "step": s, "eval_loss": loss,
+                         "sas_uas": uas, "offset_best": 0.30, "blimp_mean": blimp, "eval_reg": arc})
+
+
+def logs(release_helps: bool):
+    parts = []
+    for seed in range(3):
+        parts.append(curve(f"b{seed}", "Base", seed, onset=1000 + 50 * seed))
+        parts.append(curve(f"m{seed}", "SAS-", seed, onset=None, arc=0.0))
+        parts.append(curve(f"p{seed}", "SAS+", seed, onset=600 + 50 * seed, drop=0.5, blimp_end=0.56))
+        if release_helps:
+            parts.append(curve(f"k{seed}", "SAS-(500)", seed, onset=900, drop=0.9, blimp_end=0.58))
+        else:
+            parts.append(curve(f"k{seed}", "SAS-(500)", seed, onset=2500, drop=0.4, blimp_end=0.53))
+        parts.append(curve(f"l{seed}", "SAS-(3000)", seed, onset=None))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_paper_like_runs_reproduce_claims_2_to_5():
+    rep = claims.reports(logs(release_helps=True))
+    t = claims.five_claims(rep).set_index("claim").verdict
+    assert t[2] == "yes" and t[3] == "yes" and t[4] == "yes" and t[5] == "yes"
+    assert t[1] in ("yes", "partly")  # the abrupt rise is found in every seed
+
+
+def test_release_that_hurts_is_not_reproduced():
+    rep = claims.reports(logs(release_helps=False))
+    t = claims.five_claims(rep).set_index("claim").verdict
+    assert t[4] == "no"
+    assert rep[rep.variant == "SAS-"].peak_uas.max() == pytest.approx(0.12)
+
+
+def test_paired_differences_and_intervals():
+    rep = pd.DataFrame({"variant": ["Base", "Base", "X", "X"], "seed": [0, 1, 0, 1], "v": [1.0, 2.0, 1.5, 2.1]})
+    d = claims.paired(rep, "X", "v")
+    assert d.round(6).tolist() == [0.5, 0.1]
+    assert claims.fmt(d, 2) == "0.30 [0.10, 0.50]"
+    assert claims.fmt([np.nan]) == "n/a"
+    assert claims.release_step("SAS−(3000)") == 3000 and claims.release_step("SAS-") is None
+
+
+def test_missing_columns_are_named():
+    with pytest.raises(ValueError, match="variant"):
+        claims.reports(pd.DataFrame({"run": ["a"], "step": [0], "eval_loss": [1.0], "seed": [0]}))
