@@ -15,6 +15,9 @@ Modules (one concept each):
 - :mod:`sasutils.train`        -- the training loop, checkpoints, metric callbacks
 - :mod:`sasutils.measure`      -- scoring every checkpoint of a run (UAS tables, BLiMP)
 - :mod:`sasutils.experiments`  -- runs and grids by name; collecting finished runs
+- :mod:`sasutils.sweep`        -- many runs in parallel worker processes (a plan, a deadline)
+- :mod:`sasutils.claims`       -- the paper's five claims tested on intervention runs
+- :mod:`sasutils.explore`      -- live ipywidgets explorers (checkpoint x sentence x head)
 - :mod:`sasutils.plots`        -- Altair figures (offline rendering)
 """
 
