@@ -54,10 +54,9 @@ def reports(logs: pd.DataFrame) -> pd.DataFrame:
         last = log.iloc[-1]
         rep = onsets.transition_report(log)
         rows.append({"run": run, "variant": last["variant"], "seed": int(last["seed"]), "last_step": int(last.step),
-                     "final_loss": float(last.eval_loss),
-                     "final_uas": float(log.sas_uas.dropna().iloc[-1]) if "sas_uas" in log else np.nan,
+                     "final_loss": rep["loss_final"], "final_uas": rep.get("uas_final", np.nan),
                      "peak_uas": float(log[log.step >= 0.1 * last.step].sas_uas.max()) if "sas_uas" in log else np.nan,
-                     "final_blimp": float(log.blimp_mean.dropna().iloc[-1]) if "blimp_mean" in log else np.nan,
+                     "final_blimp": rep.get("blimp_final", np.nan),
                      "final_arc_attention": float(last.eval_reg) if "eval_reg" in log else np.nan,
                      **{k: rep[k] for k in ("structure_onset", "capabilities_onset", "bend_start", "bend_end",
                                             "bend_nats", "uas_before", "uas_after", "offset_best",

@@ -62,9 +62,10 @@ class ArcSource:
         return self._cache[key]
 
 
-def attention_explorer(run_dir: str | Path, treebank: str = "ewt-dev", data_dir=None, **kw):
+def attention_explorer(run_dir: str | Path | ArcSource, treebank: str = "ewt-dev", data_dir=None, **kw):
     """An ipywidgets explorer (checkpoint slider x sentence page) around the arc chart; returns the widget.
 
+    ``run_dir`` may be an :class:`ArcSource` already in use (its computed arcs are reused).
     Needs a live kernel; in a static page, show :func:`sasutils.plots.attention_arc_chart` instead.
     """
     import ipywidgets as w
@@ -72,7 +73,7 @@ def attention_explorer(run_dir: str | Path, treebank: str = "ewt-dev", data_dir=
 
     from .plots import attention_arc_chart
 
-    src = ArcSource(run_dir, treebank, data_dir, **kw)
+    src = run_dir if isinstance(run_dir, ArcSource) else ArcSource(run_dir, treebank, data_dir, **kw)
     step = w.SelectionSlider(options=src.steps, value=src.steps[-1], description="step", continuous_update=False)
     page = w.IntSlider(value=0, min=0, max=src.pages - 1, description="sentences", continuous_update=False)
     out = w.Output()

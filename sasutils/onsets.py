@@ -822,6 +822,7 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
     rep.update(bend_start=start, bend_end=end, bend_nats=nats)
     rep["eval_interval"] = interval
     rep["loss_start_of_drop"] = at_or_before(loss, "eval_loss", start)
+    rep["loss_final"] = float(loss.eval_loss.iloc[-1])
     rep["drop_window_frac"] = (end - start) / total if np.isfinite(start) else _NAN
     if uas is not None:
         # "before the transition" = before whichever onset (UAS spike or loss bend) comes first

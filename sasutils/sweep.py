@@ -54,9 +54,7 @@ def _worker(params: dict, runs_root: str, cb_kw: dict) -> None:
     from . import experiments
 
     torch.set_num_threads(1)
-    params = dict(params)
-    cfg = T.make_config(params.pop("preset", "cpu-tiny"), **params)
-    experiments.run(cfg, runs_root, progress=False, **cb_kw)
+    experiments.run(T.make_config(**params), runs_root, progress=False, **cb_kw)
 
 
 def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None, workers: int = 2,
@@ -69,10 +67,7 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     cb_kw = cb_kw or {}
-    names = []
-    for p in runs:
-        q = dict(p)
-        names.append(T.run_name(T.make_config(q.pop("preset", "cpu-tiny"), **q)))
+    names = [T.run_name(T.make_config(**p)) for p in runs]
     pending = list(range(len(runs)))
     running: dict[int, tuple[subprocess.Popen, float, object]] = {}
     status = {i: ("not started", 0.0, "") for i in pending}

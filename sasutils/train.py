@@ -41,15 +41,14 @@ from .tokenizer import save_atomic
 
 Callback = Callable[[torch.nn.Module, int], dict]
 
-DEFAULTS = dict(
-    preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
-    eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
-    data_dir=None, threads=None, device="auto", micro_batch=None,
-    lr_schedule="linear", init_range=0.02,
-)
 # Options added after runs were published: at these values they are left out of a run's identity, so
 # earlier runs keep their names and still resume; any other value is part of the identity as usual.
 LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02)
+DEFAULTS = dict(
+    preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
+    eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
+    data_dir=None, threads=None, device="auto", micro_batch=None, **LATER_DEFAULTS,
+)
 LR_SCHEDULES = ("linear", "constant")
 # Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
 EXECUTION_KEYS = ("data_dir", "threads", "device", "micro_batch")
