@@ -53,17 +53,22 @@ def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int =
 
 
 def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = None, progress: bool = True,
-        **cb_kw) -> pd.DataFrame:
-    """Train one run (resuming if interrupted, returning the log if already finished)."""
+        data=None, callbacks=None, stop_at: int | None = None, **cb_kw) -> pd.DataFrame:
+    """Train one run (resuming if interrupted, returning the log if already finished).
+
+    ``data`` / ``callbacks``: the loaded corpus and metric callbacks, to reuse across calls (built from
+    ``cfg`` and ``cb_kw`` when None). ``stop_at``: pause at that step (see :func:`sasutils.train.train`).
+    """
     run_dir = Path(run_dir) if run_dir else Path(runs_root) / T.run_name(cfg)
     log = T.read_metrics(run_dir)
     if len(log) and log.step.max() >= cfg["steps"] and (run_dir / "config.json").exists() \
             and T.identity(json.loads((run_dir / "config.json").read_text())) == T.identity(cfg):
         return log.assign(run=run_dir.name)
-    data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
-                       data_dir=cfg.get("data_dir"), progress=progress)
-    cbs = callbacks_for(cfg, data.tokenizer, **cb_kw)
-    return T.train(cfg, run_dir, cbs, data=data, progress=progress).assign(run=run_dir.name)
+    if data is None:
+        data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
+                           data_dir=cfg.get("data_dir"), progress=progress)
+    cbs = callbacks_for(cfg, data.tokenizer, **cb_kw) if callbacks is None else callbacks
+    return T.train(cfg, run_dir, cbs, data=data, progress=progress, stop_at=stop_at).assign(run=run_dir.name)
 
 
 def run_grid(param_sets: list[dict], runs_root: str | Path = "runs", progress: bool = True, **cb_kw) -> pd.DataFrame:

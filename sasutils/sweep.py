@@ -9,6 +9,12 @@ runs still going are stopped, and their logs so far are kept (they resume from t
 
     python -m sasutils.sweep configs/gpu_sweep.json --runs-root runs/gpu --workers 14 --deadline 480
 
+Branching: a SAS-(k) run whose SAS- run (same configuration, ``suppress_steps=-1``) is in the plan
+starts from SAS-'s state at step k (:func:`sasutils.train.fork`) instead of step 0: the worker of the
+SAS- run pauses it at each such k, forks, and goes on; a SAS-(k) run waits until its fork exists
+(or, when it can no longer be made, e.g. SAS- finished in an earlier sweep, trains from step 0).
+Runs that others branch from start first.
+
 Writes ``sweep_status.csv`` (run, status, seconds, error; rows of earlier sweeps into the same
 ``runs_root`` are kept) and prints a summary.
 """
@@ -47,18 +53,51 @@ def read_plan(path: str | Path) -> tuple[list[dict], dict]:
     return runs, dict(plan.get("callbacks", {}))
 
 
-def _worker(params: dict, runs_root: str, cb_kw: dict) -> None:
-    """Train one run in this process (the entry point of a worker)."""
+def branches(runs: list[dict]) -> dict[int, int]:
+    """``{child: trunk}`` plan indices: SAS-(k) runs (k > 0) whose run with ``suppress_steps=-1`` and
+    otherwise the same configuration is in the plan -- they are the same run until step k."""
+    cfgs = [T.make_config(**p) for p in runs]
+    key = {i: json.dumps({**T.identity(c), "suppress_steps": None}, sort_keys=True) for i, c in enumerate(cfgs)}
+    trunks = {key[i]: i for i, c in enumerate(cfgs) if c["lam"] != 0 and c["suppress_steps"] == -1}
+    return {i: trunks[key[i]] for i, c in enumerate(cfgs)
+            if c["lam"] != 0 and 0 < c["suppress_steps"] < c["steps"] and key[i] in trunks}
+
+
+def _worker(params: dict, runs_root: str, cb_kw: dict, forks: list[dict] | None = None) -> None:
+    """Train one run in this process (the entry point of a worker); first, pause it at the k of each
+    run in ``forks`` (SAS-(k) parameter sets) and fork that run from it, where still possible."""
     import torch
 
     from . import experiments
+    from .corpus import load_corpus
 
     torch.set_num_threads(1)
-    experiments.run(T.make_config(**params), runs_root, progress=False, **cb_kw)
+    cfg = T.make_config(**params)
+    run_dir = Path(runs_root) / T.run_name(cfg)
+    data = cbs = None
+    for child in sorted((T.make_config(**c) for c in forks or []), key=lambda c: c["suppress_steps"]):
+        k, child_dir = child["suppress_steps"], Path(runs_root) / T.run_name(child)
+        if (child_dir / "config.json").exists() or _last_step(run_dir) >= k or (T.state_step(run_dir) or 0) > k:
+            continue  # started already, or this run is past k: that run trains from step 0
+        if data is None:  # load once for all the pauses
+            data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
+                               data_dir=cfg.get("data_dir"), progress=False)
+            cbs = experiments.callbacks_for(cfg, data.tokenizer, **cb_kw)
+        experiments.run(cfg, runs_root, progress=False, data=data, callbacks=cbs, stop_at=k)
+        T.fork(run_dir, child_dir, child)
+        print(f"forked {child_dir.name} from {run_dir.name} at step {k}", flush=True)
+    experiments.run(cfg, runs_root, progress=False, data=data, callbacks=cbs, **cb_kw)
+
+
+def _last_step(run_dir: Path) -> int:
+    """The last evaluated step in a run's metrics log (-1 if none)."""
+    log = T.read_metrics(run_dir)
+    return int(log.step.max()) if len(log) else -1
 
 
 def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None, workers: int = 2,
-             deadline: float | None = None, poll: float = 1.0, env: dict | None = None) -> pd.DataFrame:
+             deadline: float | None = None, poll: float = 1.0, env: dict | None = None,
+             branch: bool = True) -> pd.DataFrame:
     """Train ``runs`` with ``workers`` processes; stop what is still running after ``deadline`` seconds.
 
     Returns one row per run: ``run``, ``status`` (done / failed / stopped / not started), ``seconds``,
@@ -68,21 +107,27 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     runs_root.mkdir(parents=True, exist_ok=True)
     cb_kw = cb_kw or {}
     names = [T.run_name(T.make_config(**p)) for p in runs]
-    pending = list(range(len(runs)))
+    trunk_of = branches(runs) if branch else {}
+    trunks = set(trunk_of.values())
+    pending = sorted(range(len(runs)), key=lambda i: i not in trunks)  # runs others branch from go first
     running: dict[int, tuple[subprocess.Popen, float, object]] = {}
-    status = {i: ("not started", 0.0, "") for i in pending}
+    status = {i: ("not started", 0.0, "") for i in range(len(runs))}  # plan order
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     try:
         while pending or running:
             if deadline is not None and time.time() - t0 > deadline:
                 break
-            while pending and len(running) < workers:
-                i = pending.pop(0)
+            while len(running) < workers:
+                i = next((i for i in pending if _ready(i, trunk_of, pending, running, runs, names, runs_root)), None)
+                if i is None:
+                    break
+                pending.remove(i)
                 log = open(runs_root / f"{names[i]}.log", "w")
                 code = ("import json, sys; from sasutils.sweep import _worker; "
                         "_worker(*json.loads(sys.argv[1]))")
-                arg = json.dumps([runs[i], str(runs_root), cb_kw])
+                forks = [runs[c] for c, t in trunk_of.items() if t == i]
+                arg = json.dumps([runs[i], str(runs_root), cb_kw, forks])
                 running[i] = (subprocess.Popen([sys.executable, "-c", code, arg], stdout=log,
                                                stderr=subprocess.STDOUT, env=env), time.time(), log)
             for i, (proc, start, log) in list(running.items()):
@@ -119,6 +164,19 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     return table
 
 
+def _ready(i: int, trunk_of: dict, pending: list, running: dict, runs: list[dict], names: list[str],
+           runs_root: Path) -> bool:
+    """Can run ``i`` start now? A branch waits while its trunk's worker may still fork it."""
+    t = trunk_of.get(i)
+    if t is None or (runs_root / names[i] / "config.json").exists():  # not a branch, or forked already
+        return True
+    if t in pending:  # its trunk starts first and forks it
+        return False
+    if t in running:  # wait for the fork, unless the trunk is past k already
+        return _last_step(runs_root / names[t]) >= T.make_config(**runs[i])["suppress_steps"]
+    return True  # the trunk finished, failed or stopped without forking it: train from step 0
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("plan", help="JSON plan: {'callbacks': {...}, 'runs': [{...}, ...]}")
@@ -126,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--deadline", type=float, default=None, help="seconds; runs still going are stopped")
     ap.add_argument("--device", default=None, help="override every run's device (e.g. cuda, cpu)")
+    ap.add_argument("--no-branch", action="store_true", help="train SAS-(k) runs from step 0, not forked from SAS-")
     a = ap.parse_args(argv)
     if a.workers < 1:
         ap.error(f"--workers must be >= 1, got {a.workers}")
@@ -133,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.device:
         runs = [{**r, "device": a.device} for r in runs]
     print(f"{len(runs)} runs, {a.workers} workers, deadline {a.deadline}s", flush=True)
-    table = run_plan(runs, a.runs_root, cb_kw, a.workers, a.deadline)
+    table = run_plan(runs, a.runs_root, cb_kw, a.workers, a.deadline, branch=not a.no_branch)
     print(table.status.value_counts().to_string(), flush=True)
 
 

@@ -12,6 +12,10 @@ Run directory layout::
     run_dir/checkpoints/step_0000100/   save_pretrained folders + manifest.json
     run_dir/state.pt             last training state (model, optimizer, scheduler, step, wall time)
 
+Branching: SAS-(k) is SAS- until step k, so it can start from SAS-'s state at step k instead of step 0
+(:func:`fork`; ``train(..., stop_at=k)`` pauses a run there). ``sasutils.sweep`` does this for a plan
+that holds both, saving k steps per SAS-(k) run; the result is the same run, bit for bit on CPU.
+
 Determinism: the batch and the MLM mask of step s, and the dropout RNG, are derived from
 ``(seed, s)`` alone, so a run resumed from ``state.pt`` reproduces the uninterrupted run exactly on CPU.
 """
@@ -359,11 +363,14 @@ def train(
     callbacks: Sequence[tuple[int, Callback]] = (),
     data: CorpusData | None = None,
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> pd.DataFrame:
     """Train (or resume) one run; returns the metrics table.
 
     ``callbacks``: ``(every, fn)`` -- ``fn(model, step)`` is called at every evaluation step that is
     a multiple of ``every`` and its flat dict joins the metrics row.
+    ``stop_at``: pause on reaching this step, *before* its evaluation, with ``state.pt`` at that step
+    (a later call resumes there; :func:`fork` branches another run from it).
     """
     validate_config(cfg)
     run_dir = Path(run_dir)
@@ -424,6 +431,9 @@ def train(
     bar = tqdm(range(start, cfg["steps"] + 1), initial=start, total=cfg["steps"] + 1,
                desc=run_dir.name, disable=not progress, mininterval=2)
     for step in bar:
+        if stop_at is not None and step == stop_at and step < cfg["steps"]:
+            _save_state(run_dir, model, opt, step, time.time() - t0, last_loss)
+            break
         # ---- evaluation, callbacks, checkpoint (at step s, before the update of step s)
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
             row = {"step": step, "train_loss": last_loss, "lam": lam_at(cfg, step),
@@ -480,6 +490,62 @@ def train(
         last_loss = loss_sum
     bar.close()
     return read_metrics(run_dir)
+
+
+def state_step(run_dir: str | Path) -> int | None:
+    """The step of the run's ``state.pt`` (None if there is none)."""
+    p = Path(run_dir) / "state.pt"
+    return int(torch.load(p, weights_only=False, map_location="cpu")["step"]) if p.exists() else None
+
+
+def fork(src_dir: str | Path, dst_dir: str | Path, dst_cfg: dict) -> Path:
+    """Start run ``dst_cfg`` in ``dst_dir`` from the state of the run in ``src_dir`` at its step k.
+
+    Allowed when the two runs are the same run up to step k: equal configurations except
+    ``suppress_steps``, and the same regularizer weight at every step < k (e.g. SAS- paused at k
+    and SAS-(k)). ``dst_dir`` gets the config, tokenizer, metrics rows and checkpoints of steps < k
+    (checkpoints hard-linked where possible) and ``state.pt``; :func:`train` then resumes it at step k.
+    Built in a temporary folder and renamed, so a failed fork leaves nothing behind.
+    """
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    src_cfg = json.loads((src_dir / "config.json").read_text())
+    k = state_step(src_dir)
+    if k is None:
+        raise TrainingError(f"cannot fork {src_dir}: it has no state.pt")
+    a, b = identity(src_cfg), identity(dst_cfg)
+    diff = sorted(x for x in set(a) | set(b) if x != "suppress_steps" and a.get(x) != b.get(x))
+    if diff:
+        raise TrainingError(f"cannot fork {dst_dir.name} from {src_dir.name}: configurations differ in {diff}")
+    bad = next((s for s in range(k) if lam_at(src_cfg, s) != lam_at(dst_cfg, s)), None)
+    if bad is not None:
+        raise TrainingError(f"cannot fork {dst_dir.name} from {src_dir.name} at step {k}: the regularizer "
+                            f"weights differ at step {bad} ({lam_at(src_cfg, bad)} vs {lam_at(dst_cfg, bad)})")
+    if (dst_dir / "config.json").exists():
+        raise TrainingError(f"cannot fork into {dst_dir}: it already holds a run")
+    tmp = dst_dir.with_name("." + dst_dir.name + ".fork.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _atomic_json(tmp / "config.json", json.loads(json.dumps(dst_cfg, default=str)))
+    shutil.copytree(src_dir / "tokenizer", tmp / "tokenizer")
+    rows = [line for line, row in _metrics_rows(src_dir / "metrics.jsonl") if row["step"] < k] \
+        if (src_dir / "metrics.jsonl").exists() else []
+    (tmp / "metrics.jsonl").write_text("".join(line + "\n" for line in rows))
+    (tmp / "checkpoints").mkdir()
+    for step, path in list_checkpoints(src_dir):
+        if step < k:
+            shutil.copytree(path, tmp / "checkpoints" / path.name, copy_function=_link_or_copy)
+    shutil.copy2(src_dir / "state.pt", tmp / "state.pt")
+    if dst_dir.exists():  # e.g. an empty folder; config.json was checked above
+        shutil.rmtree(dst_dir)
+    os.rename(tmp, dst_dir)
+    return dst_dir
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dst)
 
 
 def _truncate_metrics(run_dir: Path, start: int) -> None:

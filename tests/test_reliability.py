@@ -186,6 +186,33 @@ def test_resume_with_other_config_is_refused(tmp_path, corpus, reference):
         T.train(tiny_cfg(lr=1e-3), run_dir, data=corpus, progress=False)
 
 
+@pytest.mark.parametrize("k", [10, 20])  # a checkpoint step with state.pt, and a pause between evaluations
+def test_fork_at_k_equals_training_from_step_0(tmp_path, corpus, reference, k):
+    """SAS-(k) forked from SAS- paused at k is the SAS-(k) run trained from step 0, bit for bit."""
+    trunk, child = tiny_cfg(lam=0.05, suppress_steps=-1), tiny_cfg(lam=0.05, suppress_steps=k)
+    T.train(trunk, tmp_path / "trunk", data=corpus, progress=False, stop_at=k)
+    assert T.state_step(tmp_path / "trunk") == k and T.read_metrics(tmp_path / "trunk").step.max() < k
+    T.fork(tmp_path / "trunk", tmp_path / "child", child)
+    T.train(child, tmp_path / "child", data=corpus, progress=False)
+    assert_same_run(tmp_path / "child", reference(child))
+    T.train(trunk, tmp_path / "trunk", data=corpus, progress=False)  # the paused trunk goes on as if never paused
+    assert_same_run(tmp_path / "trunk", reference(trunk))
+
+
+def test_fork_refuses_runs_that_differ_before_k(tmp_path, corpus):
+    T.train(tiny_cfg(lam=0.05, suppress_steps=-1), tmp_path / "trunk", data=corpus, progress=False, stop_at=20)
+    with pytest.raises(T.TrainingError, match=r"differ in \['lr'\]"):
+        T.fork(tmp_path / "trunk", tmp_path / "a", tiny_cfg(lam=0.05, suppress_steps=20, lr=1e-3))
+    with pytest.raises(T.TrainingError, match="regularizer weights differ at step 10"):
+        T.fork(tmp_path / "trunk", tmp_path / "b", tiny_cfg(lam=0.05, suppress_steps=10))
+    with pytest.raises(T.TrainingError, match=r"differ in \['lam'\]"):
+        T.fork(tmp_path / "trunk", tmp_path / "c", tiny_cfg())
+    assert not any(p.name.startswith((".a", ".b", ".c", "a", "b", "c")) for p in tmp_path.iterdir())
+    T.fork(tmp_path / "trunk", tmp_path / "d", tiny_cfg(lam=0.05, suppress_steps=30))
+    with pytest.raises(T.TrainingError, match="already holds a run"):
+        T.fork(tmp_path / "trunk", tmp_path / "d", tiny_cfg(lam=0.05, suppress_steps=30))
+
+
 # ----------------------------------------------------------------------------- 2. atomic checkpoints
 
 @pytest.fixture

@@ -67,3 +67,25 @@ def test_failed_run_reports_its_error(tmp_path):
     table = sweep.run_plan(runs, tmp_path / "runs", workers=1)
     assert table.status.iloc[0] == "failed"
     assert "CorpusError" in table.error.iloc[0] and "corpus_sentences" in table.error.iloc[0]
+
+
+def test_sas_minus_k_runs_branch_from_sas_minus_and_equal_runs_from_step_0(tmp_path):
+    trunk = {**TINY, "lam": 1.0, "suppress_steps": -1}
+    kids = [{**TINY, "lam": 1.0, "suppress_steps": k} for k in (10, 15)]
+    other = [{**TINY, "lam": 1.0, "suppress_steps": 10, "lr": 1e-3}, {**TINY, "seed": 1, "lam": 1.0, "suppress_steps": 10}]
+    assert sweep.branches([*kids, trunk, *other, TINY]) == {0: 2, 1: 2}  # same run up to k, and nothing else
+    alone = sweep.run_plan(kids, tmp_path / "alone", workers=2)  # from step 0
+    both = sweep.run_plan([*kids, trunk], tmp_path / "both", workers=2)
+    assert list(alone.status) == ["done"] * 2 and list(both.status) == ["done"] * 3, both
+    log = (tmp_path / "both" / f"{both.run.iloc[2]}.log").read_text()
+    assert log.count("forked ") == 2, log
+    for name in alone.run:
+        a, b = T.read_metrics(tmp_path / "alone" / name), T.read_metrics(tmp_path / "both" / name)
+        pd.testing.assert_frame_equal(a.drop(columns="wall"), b.drop(columns="wall"), check_exact=True)
+    # the trunk finished: a new branch has no fork to come and trains from step 0
+    k5 = {**TINY, "lam": 1.0, "suppress_steps": 5}
+    late = sweep.run_plan([trunk, k5], tmp_path / "both", workers=2).set_index("run").status
+    name = T.run_name(T.make_config(**k5))
+    assert late[name] == "done" and len(late) == 4  # the table keeps the earlier sweep's rows
+    assert "resuming" not in (tmp_path / "both" / f"{name}.log").read_text()
+    assert T.read_metrics(tmp_path / "both" / name).step.max() == 20
