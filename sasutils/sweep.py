@@ -102,6 +102,8 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
 
     Returns one row per run: ``run``, ``status`` (done / failed / stopped / not started), ``seconds``,
     ``error`` (the last line of a failed run's stderr; the whole log is ``runs_root/<run>.log``).
+    ``branch``: start SAS-(k) runs from their SAS- run's state at step k (see the module docstring);
+    False trains every run from step 0.
     """
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
