@@ -47,13 +47,15 @@ Callback = Callable[[torch.nn.Module, int], dict]
 
 # Options added after runs were published: at these values they are left out of a run's identity, so
 # earlier runs keep their names and still resume; any other value is part of the identity as usual.
-LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02)
+LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02, reg_attention="all")
 DEFAULTS = dict(
     preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
     data_dir=None, threads=None, device="auto", micro_batch=None, **LATER_DEFAULTS,
 )
 LR_SCHEDULES = ("linear", "constant")
+# "all": the paper's term, on attention as it is; "words": rows renormalised over the other word pieces
+REG_ATTENTION = ("all", "words")
 # Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
 EXECUTION_KEYS = ("data_dir", "threads", "device", "micro_batch")
 
@@ -71,6 +73,8 @@ def make_config(preset: str = "cpu-tiny", **params) -> dict:
 
     ``lam``: regularizer weight (> 0 SAS-, < 0 SAS+, 0 off). ``suppress_steps`` = k: the term is on
     for steps < k and off from k on; -1 = the whole run; 0 = never (Base).
+    ``reg_attention``: ``"all"`` (the paper's term) or ``"words"`` (attention rows renormalised over the
+    other word pieces first; see :mod:`sasutils.regularizer`).
     """
     preset_keys = set(model_lib.preset(preset))
     cfg = model_lib.preset(preset, **{k: v for k, v in params.items() if k in preset_keys})
@@ -118,6 +122,7 @@ def validate_config(cfg: dict) -> None:
     need(k == -1 or 0 <= k <= cfg["steps"], "suppress_steps",
          f"must be -1 (whole run) or between 0 and steps={cfg['steps']}")
     need(cfg["reg_reduction"] in ("mean", "sum"), "reg_reduction", "must be 'mean' or 'sum'")
+    need(cfg["reg_attention"] in REG_ATTENTION, "reg_attention", f"must be one of {REG_ATTENTION}")
     need(cfg["lr_schedule"] in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
     need(is_num(cfg["init_range"]) and 0 < cfg["init_range"] < 1, "init_range", "must be a number in (0, 1)")
     need(0 < cfg["mask_prob"] < 1, "mask_prob", "must be in (0, 1)")
@@ -339,7 +344,7 @@ def evaluate(model, data: CorpusData, cfg: dict) -> dict:
     B = cfg["batch_size"]
     mb = cfg.get("micro_batch") or B
     n = min(len(data.eval), cfg["eval_batches"] * B)
-    loss_sum, n_masked, reg_sum, n_arcs = 0.0, 0, 0.0, 0
+    loss_sum, n_masked, reg_sum, n_arcs, words_sum = 0.0, 0, 0.0, 0, 0.0
     with model_lib.attention_weights(model), _autocast(cfg, device):
         for i in range(0, n, B):  # masks are drawn per batch, so they do not depend on micro_batch
             batch = make_batch(data.eval, np.arange(i, min(n, i + B)), data.tokenizer, cfg["mask_prob"], 12345, i, 7)
@@ -350,9 +355,22 @@ def evaluate(model, data: CorpusData, cfg: dict) -> dict:
                 loss_sum += loss.item() * k
                 n_masked += k
                 reg_sum += syntactic_regularizer(att, parents, "sum").item()
+                if cfg.get("reg_attention", "all") == "words":
+                    words_sum += syntactic_regularizer(att, parents, "sum", word_mask(inp, attn, data.tokenizer, cfg)).item()
                 n_arcs += int(arc_matrix(parents).sum())
     model.train()
-    return {"eval_loss": loss_sum / max(n_masked, 1), "eval_reg": reg_sum / max(n_arcs, 1)}
+    out = {"eval_loss": loss_sum / max(n_masked, 1), "eval_reg": reg_sum / max(n_arcs, 1)}
+    if cfg.get("reg_attention", "all") == "words":  # the trained term too (eval_reg stays the paper's)
+        out["eval_reg_words"] = words_sum / max(n_arcs, 1)
+    return out
+
+
+def word_mask(inp: torch.Tensor, attn: torch.Tensor, tokenizer, cfg: dict) -> torch.Tensor | None:
+    """(B, T) True on word pieces (not [CLS]/[SEP]/padding) when the regularizer reads attention over
+    words (``reg_attention="words"``); None for the paper's term. [MASK] pieces are word pieces."""
+    if cfg.get("reg_attention", "all") != "words":
+        return None
+    return attn.bool() & (inp != tokenizer.cls_token_id) & (inp != tokenizer.sep_token_id)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -474,7 +492,8 @@ def train(
                 loss, att = model_lib.masked_lm_loss(model, inp, attn, labels, output_attentions=lam != 0)
                 total = loss * w_loss
                 if lam != 0:
-                    total = total + lam * w_reg * syntactic_regularizer(att, parents, cfg["reg_reduction"])
+                    total = total + lam * w_reg * syntactic_regularizer(
+                        att, parents, cfg["reg_reduction"], word_mask(inp, attn, tok, cfg))
             if not torch.isfinite(total):
                 raise TrainingError(f"non-finite loss at step {step} ({total.item()}); the last good checkpoint "
                                     f"and state.pt in {run_dir} are from before it")

@@ -33,3 +33,40 @@ def test_gradient_sign():
     reg = syntactic_regularizer([logits.softmax(-1)], torch.tensor([[-1, 0]]))
     reg.backward()
     assert logits.grad[0, 0, 1, 0] > 0 and logits.grad[0, 0, 1, 1] < 0
+
+
+def test_over_words_matches_a_per_row_loop():
+    from sasutils.regularizer import over_words
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 6, 6, generator=g).softmax(-1)
+    words = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 1, 1, 0, 0, 0]], dtype=torch.bool)  # [CLS] w w w w [SEP]; padding
+    got = over_words(a, words)
+    for b in range(2):
+        for h in range(3):
+            for i in range(6):
+                keep = [j for j in range(6) if words[b, j] and j != i]
+                ref = torch.zeros(6)
+                ref[keep] = a[b, h, i, keep] / a[b, h, i, keep].sum()
+                assert torch.allclose(got[b, h, i], ref, atol=1e-6), (b, h, i)
+
+
+def test_words_term_sees_a_pattern_hidden_behind_a_sink():
+    # words 1 -> 2 (parent of 1 is 2; 2 is the root); token 0 is [CLS], 3 is [SEP]. Each word puts 96 %
+    # of its attention on [CLS] and the rest on its arc neighbour: the paper's term is small, the
+    # pattern (which the SAS scalar reads: argmax over the other words) is fully syntactic.
+    parents = torch.tensor([[-1, 2, -1, -1]])
+    a = torch.tensor([[[[1.0, 0, 0, 0], [0.96, 0, 0.04, 0], [0.96, 0.04, 0, 0], [1.0, 0, 0, 0]]]])
+    words = torch.tensor([[False, True, True, False]])
+    assert torch.isclose(syntactic_regularizer([a], parents), torch.tensor(0.04))
+    assert torch.isclose(syntactic_regularizer([a], parents, word_mask=words), torch.tensor(1.0))
+
+
+def test_words_term_gradient_moves_attention_off_arcs_not_onto_the_sink():
+    # [CLS] w1 w2 w3 [SEP]; w1 -> w2 <- w3
+    logits = torch.zeros(1, 1, 5, 5, requires_grad=True)
+    words = torch.tensor([[False, True, True, True, False]])
+    syntactic_regularizer([logits.softmax(-1)], torch.tensor([[-1, 2, -1, 2, -1]]), word_mask=words).backward()
+    g = logits.grad[0, 0, 1]  # row of w1, whose arc goes to w2
+    assert g[2] > 0 and g[3] < 0  # attention moves from the arc to the other word ...
+    assert g[[0, 1, 4]].abs().max() < 1e-7  # ... not to [CLS], [SEP] or itself: those get no gradient

@@ -112,3 +112,21 @@ def test_init_range_sets_the_initial_weight_scale():
         m = model_lib.build_model(T.make_config("cpu-tiny", init_range=r), 1000, seed=0)
         std = m.bert.embeddings.position_embeddings.weight.std().item()
         assert std == pytest.approx(r, rel=0.05)
+
+
+def test_reg_attention_words_trains_and_logs_its_term(small_tokenizer, tmp_path):
+    from sasutils.corpus import CorpusData, Packed
+
+    g = np.random.default_rng(0)
+    ids = g.integers(10, len(small_tokenizer), (32, 16)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = small_tokenizer.cls_token_id, small_tokenizer.sep_token_id
+    par = np.where(g.random((32, 16)) < 0.5, g.integers(1, 15, (32, 16)), -1).astype(np.int16)
+    data = CorpusData(small_tokenizer, Packed(ids, par), Packed(ids[:16], par[:16]), 80, [])
+    kw = dict(steps=2, warmup=1, batch_size=16, seq_len=16, hidden_size=32, intermediate_size=64, eval_every=2,
+              checkpoint_log_steps=(), lam=0.5, suppress_steps=-1, eval_batches=1)
+    log = T.train(T.make_config("cpu-tiny", reg_attention="words", **kw), tmp_path / "w", data=data, progress=False)
+    assert np.isfinite(log.train_loss.dropna()).all() and (log.eval_reg_words > log.eval_reg).all()  # specials hold mass
+    assert "eval_reg_words" not in T.train(T.make_config("cpu-tiny", **kw), tmp_path / "a", data=data, progress=False)
+    assert "reg_attention" not in T.identity(T.make_config("cpu-tiny"))  # earlier runs keep their names
+    with pytest.raises(ValueError, match="reg_attention"):
+        T.make_config("cpu-tiny", reg_attention="heads")
