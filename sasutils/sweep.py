@@ -5,7 +5,7 @@ each run is a parameter set for :func:`sasutils.train.make_config`, ``callbacks`
 arguments of :func:`sasutils.experiments.callbacks_for` shared by all runs. Runs start in plan order
 (put the ones that matter most first); each worker is one process with one torch thread, which is how
 small models use a many-core machine or share one GPU. Finished runs are skipped; at the deadline the
-runs still going are stopped, and their logs so far are kept (they resume from their last state).
+runs still going save their state at their next step and stop (they resume there on the next sweep).
 
     python -m sasutils.sweep configs/gpu_sweep.json --runs-root runs/gpu --workers 14 --deadline 480
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +73,7 @@ def _worker(params: dict, runs_root: str, cb_kw: dict, forks: list[dict] | None 
     from .corpus import load_corpus
 
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, T.request_stop)  # the deadline: save state at the next step, then exit
     cfg = T.make_config(**params)
     run_dir = Path(runs_root) / T.run_name(cfg)
     data = cbs = None
@@ -84,6 +86,8 @@ def _worker(params: dict, runs_root: str, cb_kw: dict, forks: list[dict] | None 
                                data_dir=cfg.get("data_dir"), progress=False)
             cbs = experiments.callbacks_for(cfg, data.tokenizer, **cb_kw)
         experiments.run(cfg, runs_root, progress=False, data=data, callbacks=cbs, stop_at=k)
+        if T.stop_requested():
+            return
         T.fork(run_dir, child_dir, child)
         print(f"forked {child_dir.name} from {run_dir.name} at step {k}", flush=True)
     experiments.run(cfg, runs_root, progress=False, data=data, callbacks=cbs, **cb_kw)
@@ -97,11 +101,13 @@ def _last_step(run_dir: Path) -> int:
 
 def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None, workers: int = 2,
              deadline: float | None = None, poll: float = 1.0, env: dict | None = None,
-             branch: bool = True) -> pd.DataFrame:
+             branch: bool = True, stop_grace: float = 180.0) -> pd.DataFrame:
     """Train ``runs`` with ``workers`` processes; stop what is still running after ``deadline`` seconds.
 
     Returns one row per run: ``run``, ``status`` (done / failed / stopped / not started), ``seconds``,
     ``error`` (the last line of a failed run's stderr; the whole log is ``runs_root/<run>.log``).
+    At the deadline each worker gets SIGTERM, saves ``state.pt`` at its next step and exits (killed after
+    ``stop_grace`` seconds), so a stopped run loses no finished step.
     ``branch``: start SAS-(k) runs from their SAS- run's state at step k (see the module docstring);
     False trains every run from step 0.
     """
@@ -147,11 +153,11 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
                 del running[i]
             time.sleep(poll)
     finally:
-        for proc, _, _ in running.values():  # deadline or interrupt: stop all, keep the logs
+        for proc, _, _ in running.values():  # deadline or interrupt: SIGTERM, each saves its state and exits
             proc.terminate()
         for i, (proc, start, log) in running.items():
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=stop_grace)  # time to finish an evaluation under way
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()

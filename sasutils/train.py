@@ -28,6 +28,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -58,6 +59,19 @@ LR_SCHEDULES = ("linear", "constant")
 REG_ATTENTION = ("all", "words")
 # Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
 EXECUTION_KEYS = ("data_dir", "threads", "device", "micro_batch")
+
+
+_STOP = threading.Event()
+
+
+def request_stop(*_) -> None:
+    """Ask a running :func:`train` to save ``state.pt`` at its next step and return (usable as a signal
+    handler: ``sasutils.sweep`` workers call it on SIGTERM, so a deadline loses no finished step)."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
 
 
 class TrainingError(RuntimeError):
@@ -388,7 +402,8 @@ def train(
     ``callbacks``: ``(every, fn)`` -- ``fn(model, step)`` is called at every evaluation step that is
     a multiple of ``every`` and its flat dict joins the metrics row.
     ``stop_at``: pause on reaching this step, *before* its evaluation, with ``state.pt`` at that step
-    (a later call resumes there; :func:`fork` branches another run from it).
+    (a later call resumes there; :func:`fork` branches another run from it). :func:`request_stop` does
+    the same at whatever step comes next.
     """
     validate_config(cfg)
     run_dir = Path(run_dir)
@@ -449,8 +464,10 @@ def train(
     bar = tqdm(range(start, cfg["steps"] + 1), initial=start, total=cfg["steps"] + 1,
                desc=run_dir.name, disable=not progress, mininterval=2)
     for step in bar:
-        if stop_at is not None and step == stop_at and step < cfg["steps"]:
+        if (stop_at is not None and step == stop_at or _STOP.is_set()) and step < cfg["steps"]:
             _save_state(run_dir, model, opt, step, time.time() - t0, last_loss)
+            if _STOP.is_set():
+                print(f"stopped {run_dir.name} at step {step}; state.pt saved", flush=True)
             break
         # ---- evaluation, callbacks, checkpoint (at step s, before the update of step s)
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:

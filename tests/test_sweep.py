@@ -48,12 +48,15 @@ def test_runs_in_parallel_then_skips_finished(tmp_path):
 
 
 def test_deadline_stops_runs_and_keeps_their_logs(tmp_path):
-    long = {**TINY, "steps": 100_000, "eval_every": 5}
+    long = {**TINY, "steps": 100_000, "eval_every": 5, "checkpoint_every": 100_000}  # one checkpoint: step 0
     runs = [long, {**TINY, "seed": 3}]
     table = sweep.run_plan(runs, tmp_path / "runs", workers=1, deadline=25)
     assert list(table.status) == ["stopped", "not started"], table
     name = table.run.iloc[0]
-    assert len(T.read_metrics(tmp_path / "runs" / name)) >= 1  # the log so far is kept
+    last = T.read_metrics(tmp_path / "runs" / name).step.max()
+    assert last >= 5  # the log so far is kept ...
+    assert T.state_step(tmp_path / "runs" / name) >= last  # ... and the state of the last step reached, not step 0
+    assert "state.pt saved" in (tmp_path / "runs" / f"{name}.log").read_text()
     status = pd.read_csv(tmp_path / "runs" / "sweep_status.csv", keep_default_na=False)
     assert set(status.run) == set(table.run)
     # a later sweep of one run keeps the other rows
