@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from sasutils import sweep, train as T
 
 
@@ -52,5 +50,4 @@ def main():
 
 
 if __name__ == "__main__":
-    pd.set_option("display.width", 200)
     main()

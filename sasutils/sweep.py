@@ -114,7 +114,8 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     cb_kw = cb_kw or {}
-    names = [T.run_name(T.make_config(**p)) for p in runs]
+    cfgs = [T.make_config(**p) for p in runs]
+    names = [T.run_name(c) for c in cfgs]
     trunk_of = branches(runs) if branch else {}
     trunks = set(trunk_of.values())
     pending = sorted(range(len(runs)), key=lambda i: i not in trunks)  # runs others branch from go first
@@ -127,7 +128,7 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
             if deadline is not None and time.time() - t0 > deadline:
                 break
             while len(running) < workers:
-                i = next((i for i in pending if _ready(i, trunk_of, pending, running, runs, names, runs_root)), None)
+                i = next((i for i in pending if _ready(i, trunk_of, pending, running, cfgs, names, runs_root)), None)
                 if i is None:
                     break
                 pending.remove(i)
@@ -172,7 +173,7 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     return table
 
 
-def _ready(i: int, trunk_of: dict, pending: list, running: dict, runs: list[dict], names: list[str],
+def _ready(i: int, trunk_of: dict, pending: list, running: dict, cfgs: list[dict], names: list[str],
            runs_root: Path) -> bool:
     """Can run ``i`` start now? A branch waits while its trunk's worker may still fork it."""
     t = trunk_of.get(i)
@@ -181,7 +182,7 @@ def _ready(i: int, trunk_of: dict, pending: list, running: dict, runs: list[dict
     if t in pending:  # its trunk starts first and forks it
         return False
     if t in running:  # wait for the fork, unless the trunk is past k already
-        return _last_step(runs_root / names[t]) >= T.make_config(**runs[i])["suppress_steps"]
+        return _last_step(runs_root / names[t]) >= cfgs[i]["suppress_steps"]
     return True  # the trunk finished, failed or stopped without forking it: train from step 0
 
 
