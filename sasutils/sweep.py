@@ -22,6 +22,7 @@ Writes ``sweep_status.csv`` (run, status, seconds, error; rows of earlier sweeps
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import signal
@@ -51,7 +52,16 @@ def read_plan(path: str | Path) -> tuple[list[dict], dict]:
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: runs[{i}] = {p}: {e}") from None
         runs.append(dict(p))
-    return runs, dict(plan.get("callbacks", {}))
+    from . import experiments
+
+    cb = plan.get("callbacks", {})
+    known = [k for k in inspect.signature(experiments.callbacks_for).parameters if k not in ("cfg", "tokenizer")]
+    if not isinstance(cb, dict) or set(cb) - set(known):
+        raise ValueError(f"{path}: 'callbacks' must be an object with keys among {known}, got {cb!r}")
+    for k, v in cb.items():
+        if k != "treebank" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise ValueError(f"{path}: callbacks.{k} must be a non-negative integer, got {v!r}")
+    return runs, dict(cb)
 
 
 def branches(runs: list[dict]) -> dict[int, int]:

@@ -4,6 +4,7 @@ runs still going and keeps their logs; a second sweep skips finished runs and ke
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -31,6 +32,17 @@ def test_bad_plans_are_refused_naming_the_run(tmp_path):
     bad.write_text('{"runs": [\n  {"seed": 0},\n  oops\n]}')
     with pytest.raises(ValueError, match=r"bad.json:3"):
         sweep.read_plan(bad)
+    with pytest.raises(ValueError, match="keys among"):
+        sweep.read_plan(write_plan(tmp_path, [TINY], {"sas_evry": 250}))
+    with pytest.raises(ValueError, match="blimp_every must be a non-negative integer"):
+        sweep.read_plan(write_plan(tmp_path, [TINY], {"blimp_every": "500"}))
+
+
+@pytest.mark.parametrize("plan", sorted((Path(__file__).parents[1] / "configs").glob("*.json")), ids=lambda p: p.name)
+def test_shipped_plans_are_valid(plan):
+    """Every plan in configs/ reads (runs and callbacks validated) -- a typo costs no GPU time."""
+    runs, cb = sweep.read_plan(plan)
+    assert runs and all(T.run_name(T.make_config(**p)) for p in runs)
 
 
 def test_runs_in_parallel_then_skips_finished(tmp_path):
