@@ -2,7 +2,7 @@
 # The GPU sweep behind results/gpu/ (issues #5, #6): one prepared script for a lent H100/H200.
 # Needs .gpu/payload.tgz (data subset + parse/tokenizer/packed cache; see configs/README.md) and
 # writes $OUT/gpu_runs.tgz (configs, metrics logs and worker logs of every run; no checkpoints).
-# Usage: DEADLINE=440 WORKERS=15 bash configs/gpu_sweep.sh
+# Usage: DEADLINE=440 WORKERS=15 bash configs/gpu_sweep.sh   (STOP_GRACE=60: seconds stopped runs get to save state)
 #        PLAN=configs/gpu_4layer.json RUNS=runs/gpu4 DEADLINE=500 bash configs/gpu_sweep.sh
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1
@@ -20,7 +20,7 @@ fi
 echo "smoke ok after $(( $(date +%s) - t0 ))s"
 (while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 30; done) > "$OUT/gpu_util.csv" &
 python3 -m sasutils.sweep "${PLAN:-configs/gpu_sweep.json}" --runs-root "${RUNS:-runs/gpu}" --workers "${WORKERS:-15}" \
-  --deadline "${DEADLINE:-440}" --device cuda
+  --deadline "${DEADLINE:-440}" --stop-grace "${STOP_GRACE:-60}" --device cuda
 kill %1 2>/dev/null
 tar czf "$OUT/gpu_runs.tgz" --exclude='checkpoints' --exclude='state.pt' --exclude='tokenizer' "${RUNS:-runs/gpu}"
 ls -la "$OUT"; echo "total $(( $(date +%s) - t0 ))s"

@@ -84,6 +84,7 @@ def _worker(params: dict, runs_root: str, cb_kw: dict, forks: list[dict] | None 
 
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, T.request_stop)  # the deadline: save state at the next step, then exit
+    signal.signal(signal.SIGINT, T.request_stop)  # Ctrl-C reaches the workers too: the same
     cfg = T.make_config(**params)
     run_dir = Path(runs_root) / T.run_name(cfg)
     data = cbs = None
@@ -126,6 +127,9 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     cb_kw = cb_kw or {}
     cfgs = [T.make_config(**p) for p in runs]
     names = [T.run_name(c) for c in cfgs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:  # e.g. entries that differ only in device or threads: two workers would write one folder
+        raise ValueError(f"runs {[i for i, n in enumerate(names) if n in dup]} of the plan are the same run: {dup}")
     trunk_of = branches(runs) if branch else {}
     trunks = set(trunk_of.values())
     pending = sorted(range(len(runs)), key=lambda i: i not in trunks)  # runs others branch from go first
@@ -154,29 +158,52 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
                 if rc is None:
                     continue
                 log.close()
-                err = ""
-                if rc != 0:
-                    lines = (runs_root / f"{names[i]}.log").read_text(errors="replace").strip().splitlines()
-                    err = lines[-1] if lines else f"exit status {rc}"
+                err = _last_line(runs_root / f"{names[i]}.log", rc) if rc != 0 else ""
                 status[i] = ("done" if rc == 0 else "failed", time.time() - start, err)
                 print(f"[{time.time() - t0:6.0f}s] {names[i]}: {status[i][0]} in {status[i][1]:.0f}s {err}",
                       flush=True)
                 del running[i]
             time.sleep(poll)
-    finally:
-        for proc, _, _ in running.values():  # deadline or interrupt: SIGTERM, each saves its state and exits
+    finally:  # deadline or interrupt: SIGTERM, each saves its state at its next step and exits
+        for proc, _, _ in running.values():
             proc.terminate()
+        end = time.time() + stop_grace  # time to finish an evaluation under way; one grace for all
         for i, (proc, start, log) in running.items():
             try:
-                proc.wait(timeout=stop_grace)  # time to finish an evaluation under way
+                rc = proc.wait(timeout=max(0.0, end - time.time()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                rc = proc.wait()
             log.close()
-            status[i] = ("stopped", time.time() - start, "deadline")
+            status[i] = _stopped(rc, names[i], cfgs[i], runs_root, time.time() - start)
+        table = _write_status(status, names, runs_root)
+    return table
+
+
+def _stopped(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tuple[str, float, str]:
+    """Status of a run whose worker was sent SIGTERM: it finished meanwhile, stopped with its state
+    saved, was killed after the grace period (state at its last save), or failed."""
+    run_dir = runs_root / name
+    if rc == 0:
+        done = _last_step(run_dir) >= cfg["steps"]
+        return ("done", seconds, "") if done else ("stopped", seconds, f"deadline; state at step {T.state_step(run_dir)}")
+    if rc in (-signal.SIGKILL, -signal.SIGTERM):
+        return "stopped", seconds, f"deadline; killed after the grace period, state at step {T.state_step(run_dir)}"
+    return "failed", seconds, _last_line(runs_root / f"{name}.log", rc)
+
+
+def _last_line(log: Path, rc: int) -> str:
+    """The error of a failed worker: the last line of its log."""
+    lines = log.read_text(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit status {rc}"
+
+
+def _write_status(status: dict, names: list[str], runs_root: Path) -> pd.DataFrame:
+    """``runs_root/sweep_status.csv``: this sweep's rows, plus earlier sweeps' rows of runs not in it."""
     table = pd.DataFrame([{"run": names[i], "status": s, "seconds": round(sec, 1), "error": e}
                           for i, (s, sec, e) in status.items()])
     path = runs_root / "sweep_status.csv"
-    if path.exists():  # earlier sweeps into the same runs_root: keep their rows for runs not in this one
+    if path.exists():
         old = pd.read_csv(path, keep_default_na=False)
         table = pd.concat([old[~old.run.isin(table.run)], table], ignore_index=True)
     table.to_csv(path, index=False)
@@ -192,8 +219,15 @@ def _ready(i: int, trunk_of: dict, pending: list, running: dict, cfgs: list[dict
     if t in pending:  # its trunk starts first and forks it
         return False
     if t in running:  # wait for the fork, unless the trunk is past k already
-        return _last_step(runs_root / names[t]) >= cfgs[i]["suppress_steps"]
+        try:
+            return _last_step(runs_root / names[t]) >= cfgs[i]["suppress_steps"]
+        except (OSError, ValueError, T.TrainingError):  # its log is being rewritten (e.g. a restart): ask again
+            return False
     return True  # the trunk finished, failed or stopped without forking it: train from step 0
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--deadline", type=float, default=None, help="seconds; runs still going are stopped")
     ap.add_argument("--device", default=None, help="override every run's device (e.g. cuda, cpu)")
     ap.add_argument("--no-branch", action="store_true", help="train SAS-(k) runs from step 0, not forked from SAS-")
+    ap.add_argument("--stop-grace", type=float, default=180.0,
+                    help="seconds a stopped run may take to save its state before it is killed")
     a = ap.parse_args(argv)
     if a.workers < 1:
         ap.error(f"--workers must be >= 1, got {a.workers}")
@@ -211,7 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.device:
         runs = [{**r, "device": a.device} for r in runs]
     print(f"{len(runs)} runs, {a.workers} workers, deadline {a.deadline}s", flush=True)
-    table = run_plan(runs, a.runs_root, cb_kw, a.workers, a.deadline, branch=not a.no_branch)
+    signal.signal(signal.SIGTERM, _interrupt)  # e.g. `timeout`: stop the workers and write the status table
+    table = run_plan(runs, a.runs_root, cb_kw, a.workers, a.deadline, branch=not a.no_branch,
+                     stop_grace=a.stop_grace)
     print(table.status.value_counts().to_string(), flush=True)
 
 

@@ -370,7 +370,8 @@ def evaluate(model, data: CorpusData, cfg: dict) -> dict:
                 n_masked += k
                 reg_sum += syntactic_regularizer(att, parents, "sum").item()
                 if cfg.get("reg_attention", "all") == "words":
-                    words_sum += syntactic_regularizer(att, parents, "sum", word_mask(inp, attn, data.tokenizer, cfg)).item()
+                    words_sum += syntactic_regularizer(att, parents, "sum",
+                                                       **reg_word_args(inp, attn, labels, data.tokenizer, cfg)).item()
                 n_arcs += int(arc_matrix(parents).sum())
     model.train()
     out = {"eval_loss": loss_sum / max(n_masked, 1), "eval_reg": reg_sum / max(n_arcs, 1)}
@@ -379,12 +380,17 @@ def evaluate(model, data: CorpusData, cfg: dict) -> dict:
     return out
 
 
-def word_mask(inp: torch.Tensor, attn: torch.Tensor, tokenizer, cfg: dict) -> torch.Tensor | None:
-    """(B, T) True on word pieces (not [CLS]/[SEP]/padding) when the regularizer reads attention over
-    words (``reg_attention="words"``); None for the paper's term. [MASK] pieces are word pieces."""
+def reg_word_args(inp: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor, tokenizer, cfg: dict) -> dict:
+    """Keyword arguments of :func:`~sasutils.regularizer.syntactic_regularizer` for the configured term:
+    ``{}`` for the paper's (``reg_attention="all"``); for ``"words"``, ``word_mask`` (B, T) True on word
+    pieces (not [CLS]/[SEP]/padding; [MASK] pieces are word pieces) and ``segment`` (B, T), the sentence
+    index of each token in its packed row. Read off the unmasked ids: a random replacement can draw
+    [CLS] or [SEP]."""
     if cfg.get("reg_attention", "all") != "words":
-        return None
-    return attn.bool() & (inp != tokenizer.cls_token_id) & (inp != tokenizer.sep_token_id)
+        return {}
+    ids = torch.where(labels != -100, labels, inp)
+    return {"word_mask": attn.bool() & (ids != tokenizer.cls_token_id) & (ids != tokenizer.sep_token_id),
+            "segment": torch.cumsum(ids == tokenizer.cls_token_id, dim=1)}
 
 
 # --------------------------------------------------------------------------- the loop
@@ -510,7 +516,7 @@ def train(
                 total = loss * w_loss
                 if lam != 0:
                     total = total + lam * w_reg * syntactic_regularizer(
-                        att, parents, cfg["reg_reduction"], word_mask(inp, attn, tok, cfg))
+                        att, parents, cfg["reg_reduction"], **reg_word_args(inp, attn, labels, tok, cfg))
             if not torch.isfinite(total):
                 raise TrainingError(f"non-finite loss at step {step} ({total.item()}); the last good checkpoint "
                                     f"and state.pt in {run_dir} are from before it")
@@ -545,32 +551,36 @@ def fork(src_dir: str | Path, dst_dir: str | Path, dst_cfg: dict) -> Path:
     """
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     src_cfg = json.loads((src_dir / "config.json").read_text())
-    k = state_step(src_dir)
-    if k is None:
+    if not (src_dir / "state.pt").exists():
         raise TrainingError(f"cannot fork {src_dir}: it has no state.pt")
+    if (dst_dir / "config.json").exists():
+        raise TrainingError(f"cannot fork into {dst_dir}: it already holds a run")
     a, b = identity(src_cfg), identity(dst_cfg)
     diff = sorted(x for x in set(a) | set(b) if x != "suppress_steps" and a.get(x) != b.get(x))
     if diff:
         raise TrainingError(f"cannot fork {dst_dir.name} from {src_dir.name}: configurations differ in {diff}")
-    bad = next((s for s in range(k) if lam_at(src_cfg, s) != lam_at(dst_cfg, s)), None)
-    if bad is not None:
-        raise TrainingError(f"cannot fork {dst_dir.name} from {src_dir.name} at step {k}: the regularizer "
-                            f"weights differ at step {bad} ({lam_at(src_cfg, bad)} vs {lam_at(dst_cfg, bad)})")
-    if (dst_dir / "config.json").exists():
-        raise TrainingError(f"cannot fork into {dst_dir}: it already holds a run")
     tmp = dst_dir.with_name("." + dst_dir.name + ".fork.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _atomic_json(tmp / "config.json", json.loads(json.dumps(dst_cfg, default=str)))
-    shutil.copytree(src_dir / "tokenizer", tmp / "tokenizer")
-    rows = [line for line, row in _metrics_rows(src_dir / "metrics.jsonl") if row["step"] < k] \
-        if (src_dir / "metrics.jsonl").exists() else []
-    (tmp / "metrics.jsonl").write_text("".join(line + "\n" for line in rows))
-    (tmp / "checkpoints").mkdir()
-    for step, path in list_checkpoints(src_dir):
-        if step < k:
-            shutil.copytree(path, tmp / "checkpoints" / path.name, copy_function=_link_or_copy)
-    shutil.copy2(src_dir / "state.pt", tmp / "state.pt")
+    try:
+        shutil.copy2(src_dir / "state.pt", tmp / "state.pt")  # first: k is the step of this copy, even if
+        k = state_step(tmp)                                     # the source goes on training meanwhile
+        bad = next((s for s in range(k) if lam_at(src_cfg, s) != lam_at(dst_cfg, s)), None)
+        if bad is not None:
+            raise TrainingError(f"cannot fork {dst_dir.name} from {src_dir.name} at step {k}: the regularizer "
+                                f"weights differ at step {bad} ({lam_at(src_cfg, bad)} vs {lam_at(dst_cfg, bad)})")
+        _atomic_json(tmp / "config.json", json.loads(json.dumps(dst_cfg, default=str)))
+        shutil.copytree(src_dir / "tokenizer", tmp / "tokenizer")
+        rows = [line for line, row in _metrics_rows(src_dir / "metrics.jsonl") if row["step"] < k] \
+            if (src_dir / "metrics.jsonl").exists() else []
+        (tmp / "metrics.jsonl").write_text("".join(line + "\n" for line in rows))
+        (tmp / "checkpoints").mkdir()
+        for step, path in list_checkpoints(src_dir):
+            if step < k:
+                shutil.copytree(path, tmp / "checkpoints" / path.name, copy_function=_link_or_copy)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if dst_dir.exists():  # e.g. an empty folder; config.json was checked above
         shutil.rmtree(dst_dir)
     os.rename(tmp, dst_dir)

@@ -70,3 +70,31 @@ def test_words_term_gradient_moves_attention_off_arcs_not_onto_the_sink():
     g = logits.grad[0, 0, 1]  # row of w1, whose arc goes to w2
     assert g[2] > 0 and g[3] < 0  # attention moves from the arc to the other word ...
     assert g[[0, 1, 4]].abs().max() < 1e-7  # ... not to [CLS], [SEP] or itself: those get no gradient
+
+
+def test_words_term_stays_within_the_sentence_of_a_packed_row():
+    # [CLS] a b [SEP] [CLS] c d [SEP]: a -> b is the only arc of sentence 1. Row a puts 0.5 on b and 0.5 on c
+    # (the next sentence): over the row's words the arc gets 0.5, over a's own sentence 1.0.
+    parents = torch.tensor([[-1, 2, -1, -1, -1, -1, -1, -1]])
+    a = torch.zeros(1, 1, 8, 8)
+    a[0, 0, :, 0] = 1.0
+    a[0, 0, 1] = torch.tensor([0, 0, 0.5, 0, 0, 0.5, 0, 0])
+    a[0, 0, 2] = torch.tensor([0, 0.5, 0, 0, 0, 0, 0.5, 0])
+    words = torch.tensor([[0, 1, 1, 0, 0, 1, 1, 0]], dtype=torch.bool)
+    segment = torch.tensor([[1, 1, 1, 1, 2, 2, 2, 2]])
+    assert torch.isclose(syntactic_regularizer([a], parents, word_mask=words), torch.tensor(0.5))
+    assert torch.isclose(syntactic_regularizer([a], parents, word_mask=words, segment=segment), torch.tensor(1.0))
+
+
+def test_words_term_of_a_one_word_sentence_is_zero_with_finite_gradient():
+    # [CLS] w [SEP] [CLS] a b [SEP]: w has no other word in its sentence, so its row becomes 0, not NaN
+    from sasutils.regularizer import over_words
+
+    logits = torch.zeros(1, 1, 7, 7, requires_grad=True)
+    words = torch.tensor([[0, 1, 0, 0, 1, 1, 0]], dtype=torch.bool)
+    segment = torch.tensor([[1, 1, 1, 2, 2, 2, 2]])
+    assert over_words(logits.softmax(-1), words, segment)[0, 0, 1].abs().sum() == 0
+    reg = syntactic_regularizer([logits.softmax(-1)], torch.tensor([[-1, -1, -1, -1, 5, -1, -1]]),
+                                word_mask=words, segment=segment)
+    reg.backward()
+    assert torch.isclose(reg, torch.tensor(1.0)) and torch.isfinite(logits.grad).all()

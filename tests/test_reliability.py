@@ -355,8 +355,8 @@ def _poison(monkeypatch, what: str, at: int):
                 loss = loss + torch.sqrt(0.0 * next(model.parameters()).sum())
         return loss, att
 
-    def syntactic_regularizer(att, parents, reduction, word_mask=None):
-        r = reg(att, parents, reduction, word_mask)
+    def syntactic_regularizer(att, parents, reduction, **words):
+        r = reg(att, parents, reduction, **words)
         return r * float("inf") if what == "regularizer" and torch.is_grad_enabled() and cur.get("step") == at else r
 
     monkeypatch.setattr(T, "batch_indices", batch_indices)

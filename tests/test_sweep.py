@@ -69,12 +69,33 @@ def test_deadline_stops_runs_and_keeps_their_logs(tmp_path):
     assert last >= 5  # the log so far is kept ...
     assert T.state_step(tmp_path / "runs" / name) >= last  # ... and the state of the last step reached, not step 0
     assert "state.pt saved" in (tmp_path / "runs" / f"{name}.log").read_text()
+    assert table.error.iloc[0] == f"deadline; state at step {T.state_step(tmp_path / 'runs' / name)}"
     status = pd.read_csv(tmp_path / "runs" / "sweep_status.csv", keep_default_na=False)
     assert set(status.run) == set(table.run)
     # a later sweep of one run keeps the other rows
     sweep.run_plan([{**TINY, "seed": 3}], tmp_path / "runs", workers=1)
     status = pd.read_csv(tmp_path / "runs" / "sweep_status.csv", keep_default_na=False)
     assert dict(zip(status.run, status.status))[name] == "stopped" and "done" in set(status.status)
+
+
+def test_the_same_run_twice_in_a_plan_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"runs \[0, 1\] of the plan are the same run"):
+        sweep.run_plan([TINY, {**TINY, "threads": 2}], tmp_path / "runs")
+    assert not list((tmp_path / "runs").glob("*/"))
+
+
+def test_status_of_a_stopped_worker_follows_its_exit(tmp_path):
+    cfg = T.make_config(**TINY)
+    name = T.run_name(cfg)
+    (tmp_path / name).mkdir()
+    (tmp_path / f"{name}.log").write_text("loading\nValueError: boom\n")
+    rows = tmp_path / name / "metrics.jsonl"
+    rows.write_text(json.dumps({"step": 10, "eval_loss": 6.0}) + "\n")
+    assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "deadline; state at step None")
+    assert sweep._stopped(-9, name, cfg, tmp_path, 5.0)[2].startswith("deadline; killed after the grace period")
+    assert sweep._stopped(1, name, cfg, tmp_path, 5.0) == ("failed", 5.0, "ValueError: boom")
+    rows.write_text(rows.read_text() + json.dumps({"step": cfg["steps"], "eval_loss": 5.0}) + "\n")
+    assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")  # finished just before the deadline
 
 
 def test_failed_run_reports_its_error(tmp_path):

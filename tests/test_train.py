@@ -130,3 +130,18 @@ def test_reg_attention_words_trains_and_logs_its_term(small_tokenizer, tmp_path)
     assert "reg_attention" not in T.identity(T.make_config("cpu-tiny"))  # earlier runs keep their names
     with pytest.raises(ValueError, match="reg_attention"):
         T.make_config("cpu-tiny", reg_attention="heads")
+
+
+def test_reg_word_args_read_the_unmasked_ids(small_tokenizer):
+    # [CLS] w w [SEP] [CLS] w [SEP] [PAD]; the second piece was randomly replaced by [CLS] during masking
+    cls, sep, pad = small_tokenizer.cls_token_id, small_tokenizer.sep_token_id, small_tokenizer.pad_token_id
+    ids = torch.tensor([[cls, 20, 21, sep, cls, 22, sep, pad]])
+    inp = ids.clone()
+    inp[0, 2] = cls
+    labels = torch.full_like(ids, -100)
+    labels[0, 2] = 21
+    attn = (ids != pad).long()
+    assert T.reg_word_args(inp, attn, labels, small_tokenizer, T.make_config("cpu-tiny")) == {}
+    w = T.reg_word_args(inp, attn, labels, small_tokenizer, T.make_config("cpu-tiny", reg_attention="words"))
+    assert w["word_mask"].tolist() == [[False, True, True, False, False, True, False, False]]
+    assert w["segment"].tolist() == [[1, 1, 1, 1, 2, 2, 2, 2]]
