@@ -785,7 +785,9 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
 
     ``log``: one run's metrics table (``step``, ``eval_loss``, ``sas_uas``; optional ``offset_best``,
     ``blimp_mean``). The first ``skip_frac`` of the run (the initial descent from the uniform
-    prediction, always the steepest) is excluded from the search. Criteria (the small-regime issue):
+    prediction, always the steepest) is excluded from the search. ``detect_kwargs`` go to
+    :func:`detect_onsets`; its ``smooth`` / ``sigma`` also set the bend rule's σ. Criteria (the
+    small-regime issue):
 
     - ``drop_ok``: the loss drop (:func:`loss_bend_window`: plateau bending into a descent, then
       flattening) loses >= 0.5 nats within <= 20 % of the run (``bend_*``; the steepest-descent
@@ -817,8 +819,9 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
     rep: dict[str, Any] = dict(found)
     # The criteria read the drop by the acceleration rule (see loss_bend_window): in runs this short the
     # steepest-descent window is often the tail of the initial decay, not a drop after a plateau.
+    smoothing = {k: detect_kwargs[k] for k in ("smooth", "sigma") if k in detect_kwargs}  # same σ as the onsets
     start, end, nats = loss_bend_window(loss.step.values, loss.eval_loss.values,
-                                        step_range=(skip_frac * total, None))
+                                        step_range=(skip_frac * total, None), **smoothing)
     rep.update(bend_start=start, bend_end=end, bend_nats=nats)
     rep["eval_interval"] = interval
     rep["loss_start_of_drop"] = at_or_before(loss, "eval_loss", start)

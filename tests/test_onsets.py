@@ -392,3 +392,20 @@ def test_loss_bend_window_ignores_the_initial_decay():
     flat = transition_report(pd.DataFrame({"step": steps, "eval_loss": 6.5 + 2.5 * np.exp(-steps / 120),
                                            "sas_uas": 0.1 + 0 * steps}))
     assert not flat["drop_ok"] and not flat["uas_ok"]
+
+
+def test_transition_report_smooths_the_bend_like_the_onsets():
+    """A σ given to transition_report sets the loss-bend rule's σ too, not only the onsets'."""
+    from sasutils.onsets import loss_bend_window, structure_onset, transition_report
+
+    steps = np.arange(0, 5001, 125, dtype=float)
+    loss = 6.5 + 2.5 * np.exp(-steps / 120) - 0.8 / (1 + np.exp(-(steps - 2500) / 100))
+    uas = 0.1 + 0.25 / (1 + np.exp(-(steps - 2400) / 100))
+    log = pd.DataFrame({"step": steps, "eval_loss": loss, "sas_uas": uas})
+    for sigma in (125.0, 500.0):
+        rep = transition_report(log, sigma=sigma)
+        bend = loss_bend_window(steps, loss, sigma=sigma, step_range=(500, None))
+        assert rep["bend_start"] == pytest.approx(bend[0]) and rep["bend_end"] == pytest.approx(bend[1])
+        assert rep["structure_onset"] == pytest.approx(structure_onset(steps, uas, sigma=sigma, step_range=(500, None)))
+    # wider smoothing moves the start of the bend earlier (the caveat in the module docstring)
+    assert transition_report(log, sigma=500.0)["bend_start"] < transition_report(log, sigma=125.0)["bend_start"]
