@@ -175,13 +175,21 @@ def training_curves(log, cfg: dict | None = None):
     return alt.vconcat(*charts).resolve_scale(x="shared")
 
 
+# metrics-log column -> the short name the figures use
+LOG_COLUMNS = {"eval_loss": "loss", "sas_uas": "uas", "offset_best": "offset", "blimp_mean": "blimp"}
+
+
 def developmental(curves, found=None, by: str = "run"):
     """The paper's developmental figure: loss, SAS and BLiMP vs step, one line per ``by`` value,
     with dotted rules at the structure onset (▲ at the top) and capabilities onset (● at the top),
     from ``found`` (:func:`sasutils.onsets.onset_table` / ``transition_report`` rows). Clicking a
-    legend entry highlights one line."""
+    legend entry highlights one line.
+
+    ``curves``: metrics logs as training writes them (``eval_loss``, ``sas_uas``, ``offset_best``,
+    ``blimp_mean``) or with the short names (``loss``, ``uas``, ``offset``, ``blimp``)."""
     import pandas as pd
 
+    curves = curves.rename(columns={k: v for k, v in LOG_COLUMNS.items() if k in curves and v not in curves})
     sel = _legend_selection(by)
     opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
     marks = None

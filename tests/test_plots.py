@@ -1,0 +1,24 @@
+"""plots.developmental reads metrics logs as training writes them."""
+
+import pandas as pd
+
+from sasutils import plots
+
+
+def _logs():
+    rows = []
+    for run, shift in [("a", 0.0), ("b", 0.1)]:
+        for step, loss, uas, blimp in [(0, 9.0, 0.11, 0.50), (250, 6.5, 0.14, None), (500, 5.9, 0.32, 0.55)]:
+            rows.append(dict(run=run, step=step, eval_loss=loss + shift, sas_uas=uas, offset_best=0.308,
+                             blimp_mean=blimp))
+    return pd.DataFrame(rows)
+
+
+def test_developmental_reads_log_columns_like_short_names():
+    logs = _logs()
+    found = pd.DataFrame({"run": ["a", "b"], "structure_onset": [200.0, 250.0], "capabilities_onset": [400.0, 450.0]})
+    raw = plots.developmental(logs, found).to_dict()
+    short = plots.developmental(logs.rename(columns=plots.LOG_COLUMNS), found).to_dict()
+    assert raw == short
+    assert len(raw["vconcat"]) == 3  # loss, SAS, BLiMP panels
+    assert list(logs.columns) == ["run", "step", "eval_loss", "sas_uas", "offset_best", "blimp_mean"]  # not renamed in place
