@@ -52,6 +52,14 @@ def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int =
     return cbs
 
 
+def finished(cfg: dict, run_dir: str | Path) -> bool:
+    """Does ``run_dir`` hold this configuration, trained to its last step? (Then there is nothing to train.)"""
+    run_dir = Path(run_dir)
+    log = T.read_metrics(run_dir)
+    return bool(len(log) and log.step.max() >= cfg["steps"] and (run_dir / "config.json").exists()
+                and T.identity(json.loads((run_dir / "config.json").read_text())) == T.identity(cfg))
+
+
 def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = None, progress: bool = True,
         data=None, callbacks=None, stop_at: int | None = None, **cb_kw) -> pd.DataFrame:
     """Train one run (resuming if interrupted, returning the log if already finished).
@@ -60,10 +68,8 @@ def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = 
     ``cfg`` and ``cb_kw`` when None). ``stop_at``: pause at that step (see :func:`sasutils.train.train`).
     """
     run_dir = Path(run_dir) if run_dir else Path(runs_root) / T.run_name(cfg)
-    log = T.read_metrics(run_dir)
-    if len(log) and log.step.max() >= cfg["steps"] and (run_dir / "config.json").exists() \
-            and T.identity(json.loads((run_dir / "config.json").read_text())) == T.identity(cfg):
-        return log.assign(run=run_dir.name)
+    if finished(cfg, run_dir):
+        return T.read_metrics(run_dir).assign(run=run_dir.name)
     if data is None:
         data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
                            data_dir=cfg.get("data_dir"), progress=progress)

@@ -6,6 +6,7 @@ arguments of :func:`sasutils.experiments.callbacks_for` shared by all runs. Runs
 (put the ones that matter most first); each worker is one process with one torch thread, which is how
 small models use a many-core machine or share one GPU. Finished runs are skipped; at the deadline the
 runs still going save their state at their next step and stop (they resume there on the next sweep).
+A finished run starts no worker: its status row (with the seconds it took) and its log are kept.
 
     python -m sasutils.sweep configs/gpu_sweep.json --runs-root runs/gpu --workers 14 --deadline 480
 
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import experiments
 from . import train as T
 
 
@@ -135,6 +137,13 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     pending = sorted(range(len(runs)), key=lambda i: i not in trunks)  # runs others branch from go first
     running: dict[int, tuple[subprocess.Popen, float, object]] = {}
     status = {i: ("not started", 0.0, "") for i in range(len(runs))}  # plan order
+    earlier = _read_status(runs_root)
+    for i in list(pending):  # finished in an earlier sweep: keep its row and its log, start no worker
+        if experiments.finished(cfgs[i], runs_root / names[i]):
+            pending.remove(i)
+            status[i] = ("done", earlier.get(names[i], 0.0), "")
+    if len(pending) < len(runs):
+        print(f"{len(runs) - len(pending)} of {len(runs)} runs finished earlier: skipped", flush=True)
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     try:
@@ -196,6 +205,15 @@ def _last_line(log: Path, rc: int) -> str:
     """The error of a failed worker: the last line of its log."""
     lines = log.read_text(errors="replace").strip().splitlines()
     return lines[-1] if lines else f"exit status {rc}"
+
+
+def _read_status(runs_root: Path) -> dict[str, float]:
+    """Seconds of each run that an earlier sweep into ``runs_root`` reported done."""
+    path = runs_root / "sweep_status.csv"
+    if not path.exists():
+        return {}
+    old = pd.read_csv(path, keep_default_na=False)
+    return {r.run: float(r.seconds) for r in old.itertuples() if r.status == "done"}
 
 
 def _write_status(status: dict, names: list[str], runs_root: Path) -> pd.DataFrame:
