@@ -120,7 +120,7 @@ def five_claims(rep: pd.DataFrame) -> pd.DataFrame:
 
     rise = base.uas_after - base.uas_before
     v1 = _combine(_verdict(base.structure_onset.notna() & (rise >= 0.15)), _verdict(base.onset_ok))
-    lead = base.bend_start - base.structure_onset
+    lead = onsets.timing(base).lead
     rows.append((1, f"▲ {fmt(base.structure_onset, 0)}, ● {fmt(base.capabilities_onset, 0)}; "
                     f"UAS {fmt(base.uas_before)} → {fmt(base.uas_after)}; loss drop {fmt(base.bend_nats, 2)} nats "
                     f"from step {fmt(base.bend_start, 0)} (▲ leads it by {fmt(lead, 0)} steps)", v1))

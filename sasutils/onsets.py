@@ -780,6 +780,28 @@ def loss_bend_window(
     return start, end, float(np.interp(start, sm.x, y) - np.interp(end, sm.x, y))
 
 
+CRITERIA = ("drop_ok", "uas_ok", "beats_offset", "onset_ok", "blimp_ok")  # transition_report's verdicts
+
+
+def timing(reports: Any) -> Any:
+    """Where ▲ sits in the loss drop, for rows of :func:`transition_report` (one per run).
+
+    Returns a copy with ``lead`` = ``bend_start - structure_onset`` (steps; > 0: ▲ comes first),
+    ``width`` = ``capabilities_onset - structure_onset`` (the SAS spike, ▲ to ●) and
+    ``lead_frac`` = ``lead / width``; where every column of :data:`CRITERIA` is present, also
+    ``all_ok`` (every criterion holds) and ``misses`` (the failing criteria, comma-separated).
+    """
+    out = reports.copy()
+    out["lead"] = out.bend_start - out.structure_onset
+    out["width"] = out.capabilities_onset - out.structure_onset
+    out["lead_frac"] = out.lead / out.width
+    if all(c in out for c in CRITERIA):
+        ok = out[list(CRITERIA)].astype(bool)
+        out["all_ok"] = ok.all(axis=1)
+        out["misses"] = [", ".join(c for c in CRITERIA if not row[c]) for _, row in ok.iterrows()]
+    return out
+
+
 def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) -> dict[str, Any]:
     """Did a run show the phase transition? Onsets plus the small-regime criteria, as one flat dict.
 

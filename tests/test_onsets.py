@@ -409,3 +409,17 @@ def test_transition_report_smooths_the_bend_like_the_onsets():
         assert rep["structure_onset"] == pytest.approx(structure_onset(steps, uas, sigma=sigma, step_range=(500, None)))
     # wider smoothing moves the start of the bend earlier (the caveat in the module docstring)
     assert transition_report(log, sigma=500.0)["bend_start"] < transition_report(log, sigma=125.0)["bend_start"]
+
+
+def test_timing_places_the_structure_onset_in_the_loss_drop():
+    from sasutils.onsets import CRITERIA, timing
+
+    rep = pd.DataFrame({"structure_onset": [1000.0, 1200.0], "capabilities_onset": [1600.0, 1700.0],
+                        "bend_start": [1250.0, 1100.0], **{c: [True, True] for c in CRITERIA}})
+    rep.loc[1, ["uas_ok", "blimp_ok"]] = False
+    t = timing(rep)
+    assert list(t.lead) == [250.0, -100.0] and list(t.width) == [600.0, 500.0]
+    assert list(t.lead_frac) == pytest.approx([250 / 600, -100 / 500])
+    assert list(t.all_ok) == [True, False] and list(t.misses) == ["", "uas_ok, blimp_ok"]
+    assert "lead" not in rep  # a copy
+    assert "all_ok" not in timing(rep.drop(columns="onset_ok"))  # verdicts only where every criterion is there
