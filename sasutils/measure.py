@@ -132,3 +132,28 @@ def relation_table(logs: pd.DataFrame, by: str = "run") -> pd.DataFrame:
              for r in rels]
     out = pd.concat(parts, ignore_index=True).dropna(subset=["best_head"])
     return out.assign(margin=out.best_head - out.best_offset)
+
+
+def offset_profiles(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None, treebank: str = "ewt-dev",
+                    n_sentences: int = 500, max_offset: int = 5, data_dir=None, progress: bool = True) -> pd.DataFrame:
+    """:func:`sasutils.sas.positional_share` of every head at each checkpoint of each run (``steps``: a
+    subset; None = all): one row per (run, step, layer, head, direction) with ``uas``, ``modal_offset``,
+    ``share`` and ``uas_off_mode``. The offset tables are cached under ``run_dir/measure/``."""
+    sents = load_treebank(treebank, data_dir)
+    out = []
+    for r in run_dirs:
+        r = Path(r)
+        ckpts = [(s, p) for s, p in list_checkpoints(r) if steps is None or s in steps]
+        if not ckpts:
+            raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {r / 'checkpoints'}")
+        (r / "measure").mkdir(exist_ok=True)
+        for step, path in tqdm(ckpts, desc=f"offsets {r.name}", disable=not progress):
+            def profile():
+                m, t = load_checkpoint(path)
+                enc = sas.first_n(sas.encode_treebank(sents, t, m.config.max_position_embeddings), n_sentences)
+                return sas.parent_offsets(m, enc, max_offset)
+
+            prof = _cached(r / "measure" / f"offsets_{treebank}_{n_sentences}_k{max_offset}_step{step:07d}.parquet",
+                           profile)
+            out.append(sas.positional_share(prof).assign(run=r.name, step=step))
+    return pd.concat(out, ignore_index=True)

@@ -15,6 +15,7 @@ Presets:
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 import torch
@@ -79,8 +80,29 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
         **{k: cfg[k] for k in ARCH_KEYS},
     )
     model = BertForMaskedLM(config)
+    if cfg.get("pos_init", "normal") == "sinusoidal":
+        # drawn after the normal init, so every other weight equals the "normal" run of the same seed
+        with torch.no_grad():
+            model.bert.embeddings.position_embeddings.weight.copy_(
+                sinusoidal_positions(cfg["seq_len"], cfg["hidden_size"], config.initializer_range))
     model.set_attn_implementation("sdpa")
     return model
+
+
+def sinusoidal_positions(n_positions: int, dim: int, std: float) -> torch.Tensor:
+    """Sinusoidal position table (Vaswani et al. 2017) scaled to entry RMS ``std``, shape (T, D).
+
+    ``P[p, 2i] = c sin(p / 10000^(2i/D))``, ``P[p, 2i+1] = c cos(p / 10000^(2i/D))`` with ``c = sqrt(2) std``
+    (sin^2 averages 1/2), so the table has the scale of BERT's normal init but a relative-position
+    structure from the start: ``P[p] . P[q]`` depends on ``p - q`` only. A learned table initialised so
+    (``pos_init="sinusoidal"``) is still trained; the architecture stays BERT's.
+    """
+    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    table = torch.zeros(n_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return (table * math.sqrt(2) * std).float()
 
 
 @contextlib.contextmanager

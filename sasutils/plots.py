@@ -312,6 +312,25 @@ def relation_curves(best, run: str | None = None):
 
 
 
+def head_positions(heads, by: str = "run", step: int | None = None):
+    """Positional or not: every head (both directions) at one checkpoint, UAS against the share of its
+    predicted parents at its most frequent offset (:func:`sasutils.sas.positional_share`; 1 = a fixed-offset
+    head). ``heads``: :func:`sasutils.measure.offset_profiles` rows; ``step``: None = each ``by`` value's last.
+    Heads high and to the left point at parents wherever they are; click the legend to highlight."""
+    d = heads if step is None else heads[heads.step == step]
+    if step is None and "step" in d:
+        d = d[d.step == d.groupby(by).step.transform("max")]
+    sel = _legend_selection(by)
+    return alt.Chart(d).mark_point(filled=True, size=45).encode(
+        x=alt.X("share:Q", title="share of predictions at the modal offset", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("uas:Q", title="UAS (all words)"),
+        color=alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500)),
+        shape=alt.Shape("direction:N"), opacity=alt.condition(sel, alt.value(0.9), alt.value(0.1)),
+        tooltip=[by, "step", "layer", "head", "direction", "modal_offset", alt.Tooltip("share:Q", format=".2f"),
+                 alt.Tooltip("uas:Q", format=".3f"), alt.Tooltip("uas_off_mode:Q", format=".3f")],
+    ).add_params(sel).properties(width=520, height=300)
+
+
 def attention_arc_chart(arcs, title: str | None = None, width: int | None = None):
     """The paper's Figure 1 as an explorer: one sentence's gold parse above its words, one head's
     strongest attention arcs below, chosen in the page (sentence and head dropdowns, layer slider,

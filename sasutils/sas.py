@@ -316,6 +316,69 @@ def summarize(df: pd.DataFrame, relations: Sequence[str] = ("nsubj", "obj", "det
     return out
 
 
+def offset_counts(attn: torch.Tensor, batch: Batch, max_offset: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each head's predicted parents lie, relative to the word: counts for one chunk.
+
+    ``attn``: (L, B, H, T, T). Over non-root words i with a prediction p(i) (:func:`predicted_parents`),
+    bins the offset ``p(i) - i`` clipped to ``[-(max_offset+1), max_offset+1]`` (the end bins hold
+    everything farther). Returns ``(n, correct)``, each (L, H, 2 directions, 2 * max_offset + 3): the
+    number of predictions in each offset bin, and how many of them are the gold parent.
+    """
+    aw = word_attention(attn, batch.piece_word)
+    L, B, H, W, _ = aw.shape
+    pred = torch.stack(predicted_parents(aw), dim=2)  # (L, B, 2, H, W)
+    i = torch.arange(W, device=aw.device)
+    k = max_offset + 1
+    off = (pred - i).clamp(-k, k) + k  # bin index 0..2k
+    valid = (pred >= 0) & (batch.heads >= 0)[None, :, None, None, :]
+    hit = valid & (pred == batch.heads.clamp(min=0)[None, :, None, None, :])
+    onehot = torch.nn.functional.one_hot(off.clamp(min=0), 2 * k + 1).to(aw.dtype)  # (L, B, 2, H, W, bins)
+    n = torch.einsum("lbdhwk,lbdhw->lhdk", onehot, valid.to(aw.dtype))
+    correct = torch.einsum("lbdhwk,lbdhw->lhdk", onehot, hit.to(aw.dtype))
+    return n, correct
+
+
+@torch.no_grad()
+def parent_offsets(model, enc: EncodedTreebank, max_offset: int = 5, max_tokens: int = 4096) -> pd.DataFrame:
+    """Offset profile of every head: is it positional, or does it point at parents wherever they are?
+
+    One row per (layer, head, direction, offset) with ``n`` predictions at that offset (non-root words;
+    the end bins ``±(max_offset+1)`` hold everything farther) and ``correct`` (those that are the gold
+    parent). A fixed-offset head puts (nearly) all its predictions in one bin; a syntactic head spreads
+    them over the offsets where parents are. See :func:`positional_share`.
+    """
+    n = correct = None
+    for batch, attn in chunk_attentions(model, enc, max_tokens):
+        a, b = offset_counts(attn, batch, max_offset)
+        n, correct = (a, b) if n is None else (n + a, correct + b)
+    return offset_table(n, correct)
+
+
+def offset_table(n: torch.Tensor, correct: torch.Tensor) -> pd.DataFrame:
+    """Tidy table of :func:`offset_counts` (summed over chunks), as returned by :func:`parent_offsets`."""
+    L, H, D, K = n.shape
+    max_offset = (K - 3) // 2
+    li, hi, di, ki = np.meshgrid(np.arange(L), np.arange(H), np.arange(D), np.arange(K), indexing="ij")
+    return pd.DataFrame(dict(
+        layer=li.ravel(), head=hi.ravel(), direction=np.array(DIRECTIONS)[di.ravel()],
+        offset=ki.ravel() - (max_offset + 1), n=np.rint(n.cpu().numpy().ravel()).astype(int),
+        correct=np.rint(correct.cpu().numpy().ravel()).astype(int)))
+
+
+def positional_share(profile: pd.DataFrame) -> pd.DataFrame:
+    """Per (layer, head, direction) of a :func:`parent_offsets` table: ``uas`` (correct / predictions),
+    ``modal_offset`` (its most frequent offset), ``share`` (fraction of predictions there: 1 = purely
+    positional) and ``uas_off_mode`` (correct predictions *away* from the modal offset / all
+    predictions: the part of the head's score that its best offset alone would not give)."""
+    key = ["layer", "head", "direction"]
+    g = profile.groupby(key)
+    total, hits = g.n.sum(), g.correct.sum()
+    mode = profile.loc[profile.groupby(key).n.idxmax()].set_index(key)
+    out = pd.DataFrame(dict(uas=hits / total, modal_offset=mode.offset, share=mode.n / total,
+                            uas_off_mode=(hits - mode.correct) / total))
+    return out.reset_index()
+
+
 def first_n(enc: EncodedTreebank, n: int | None) -> EncodedTreebank:
     """The first ``n`` encoded sentences (those that fit), keeping the skip counts and notes."""
     if n is None or n >= len(enc):

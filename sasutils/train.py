@@ -48,13 +48,15 @@ Callback = Callable[[torch.nn.Module, int], dict]
 
 # Options added after runs were published: at these values they are left out of a run's identity, so
 # earlier runs keep their names and still resume; any other value is part of the identity as usual.
-LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02, reg_attention="all")
+LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02, reg_attention="all", pos_init="normal")
 DEFAULTS = dict(
     preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
     data_dir=None, threads=None, device="auto", micro_batch=None, **LATER_DEFAULTS,
 )
 LR_SCHEDULES = ("linear", "constant")
+# "normal": BERT's N(0, init_range) position table; "sinusoidal": the same scale, relative-position structure
+POS_INITS = ("normal", "sinusoidal")
 # "all": the paper's term, on attention as it is; "words": rows renormalised over the other word pieces
 REG_ATTENTION = ("all", "words")
 # Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
@@ -89,6 +91,8 @@ def make_config(preset: str = "cpu-tiny", **params) -> dict:
     for steps < k and off from k on; -1 = the whole run; 0 = never (Base).
     ``reg_attention``: ``"all"`` (the paper's term) or ``"words"`` (attention rows renormalised over the
     other word pieces first; see :mod:`sasutils.regularizer`).
+    ``pos_init``: ``"normal"`` (BERT's) or ``"sinusoidal"`` (the learned position table starts as a scaled
+    sinusoid; see :func:`sasutils.model.sinusoidal_positions`).
     """
     preset_keys = set(model_lib.preset(preset))
     cfg = model_lib.preset(preset, **{k: v for k, v in params.items() if k in preset_keys})
@@ -139,6 +143,7 @@ def validate_config(cfg: dict) -> None:
     need(cfg["reg_attention"] in REG_ATTENTION, "reg_attention", f"must be one of {REG_ATTENTION}")
     need(cfg["lr_schedule"] in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
     need(is_num(cfg["init_range"]) and 0 < cfg["init_range"] < 1, "init_range", "must be a number in (0, 1)")
+    need(cfg["pos_init"] in POS_INITS, "pos_init", f"must be one of {POS_INITS}")
     need(0 < cfg["mask_prob"] < 1, "mask_prob", "must be in (0, 1)")
     need(0 <= cfg["dropout"] < 1, "dropout", "must be in [0, 1)")
     need(cfg["hidden_size"] % cfg["num_attention_heads"] == 0, "hidden_size",

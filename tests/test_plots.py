@@ -22,3 +22,13 @@ def test_developmental_reads_log_columns_like_short_names():
     assert raw == short
     assert len(raw["vconcat"]) == 3  # loss, SAS, BLiMP panels
     assert list(logs.columns) == ["run", "step", "eval_loss", "sas_uas", "offset_best", "blimp_mean"]  # not renamed in place
+
+
+def test_head_positions_plots_each_runs_last_checkpoint():
+    rows = [dict(run=run, step=step, layer=0, head=h, direction="dep", uas=0.1 * h, modal_offset=1,
+                 share=0.5, uas_off_mode=0.05) for run, last in [("a", 500), ("b", 1000)]
+            for step in (0, last) for h in range(3)]
+    spec = plots.head_positions(pd.DataFrame(rows)).to_dict()
+    data = next(iter(spec["datasets"].values()))
+    assert sorted({(r["run"], r["step"]) for r in data}) == [("a", 500), ("b", 1000)]
+    assert len(data) == 6

@@ -138,3 +138,57 @@ def test_long_sentences_and_empty_words_are_counted(small_tokenizer):
     assert enc.skipped_too_long == 1 and len(enc) == 1 and enc.unk_words == 1
     assert len(enc.notes) == 2
     assert (enc.p2w[0] >= 0).sum() == 3  # one piece per word, the empty one as [UNK]
+
+
+def test_parent_offsets_agree_with_uas_and_a_plain_loop(encoded, tiny_model):
+    """Summed over offsets, the profile's correct counts are the scorer's; each bin matches a plain loop."""
+    prof = sas.parent_offsets(tiny_model, encoded, max_offset=2, max_tokens=300)
+    uas = sas.counts_table(sas.count_uas(tiny_model, encoded, max_tokens=300), encoded.relations)
+    allw = uas[uas.relation == "all"].set_index(["layer", "head", "direction"]).correct
+    assert prof.groupby(["layer", "head", "direction"]).correct.sum().sort_index().equals(allw.sort_index())
+    ref = np.zeros((2, 2, 7), dtype=int)  # layer 0, head 0 only: (direction, [n, correct], bin)
+    for batch, attn in sas.chunk_attentions(tiny_model, encoded, max_tokens=300):
+        aw = sas.word_attention(attn, batch.piece_word)[0, :, 0]  # (B, W, W)
+        for b, s in enumerate(batch.index):
+            heads = encoded.heads[s]
+            m = aw[b, : len(heads), : len(heads)].numpy()
+            for d, mat in enumerate((m, m.T)):
+                for i in range(len(heads)):
+                    if heads[i] < 0:
+                        continue
+                    cand = [j for j in range(len(heads)) if j != i]
+                    p = max(cand, key=lambda j: (mat[i, j], -j))
+                    if mat[i, p] <= 0:
+                        continue
+                    k = min(max(p - i, -3), 3) + 3
+                    ref[d, 0, k] += 1
+                    ref[d, 1, k] += int(p == heads[i])
+    got = prof[(prof.layer == 0) & (prof["head"] == 0)]
+    for d, name in enumerate(sas.DIRECTIONS):
+        g = got[got.direction == name].sort_values("offset")
+        assert g.n.tolist() == ref[d, 0].tolist() and g.correct.tolist() == ref[d, 1].tolist()
+
+
+def test_a_previous_word_head_is_fully_positional(encoded):
+    """Attention to the previous word (the first word: to the next): every prediction at offset -1 but the
+    first words' (+1); share = that fraction; away from the mode only the first words can be right."""
+    n = correct = None
+    for batch in sas.batches(encoded, max_tokens=10_000):
+        B, T = batch.input_ids.shape
+        attn = torch.full((1, B, 1, T, T), 1e-4)
+        for b, s in enumerate(batch.index):
+            p2w = encoded.p2w[s]
+            first = {w: t for t, w in reversed(list(enumerate(p2w))) if w >= 0}
+            for t, w in enumerate(p2w):
+                if w > 0 or (w == 0 and 1 in first):  # the first word has no left neighbour: it attends right
+                    attn[0, b, 0, t, first[w - 1] if w > 0 else first[1]] = 1.0
+        a, c = sas.offset_counts(attn, batch, max_offset=3)
+        n, correct = (a, c) if n is None else (n + a, correct + c)
+    prof = sas.offset_table(n, correct)
+    dep = prof[prof.direction == "dep"].set_index("offset")
+    later = sum(int((encoded.heads[s][1:] >= 0).sum()) for s in range(len(encoded)))
+    first = sum(int(encoded.heads[s][0] >= 0) for s in range(len(encoded)))
+    assert dep.n[-1] == later and dep.n[1] == first and dep.n.sum() == later + first
+    share = sas.positional_share(prof).set_index("direction").loc["dep"]
+    assert share.modal_offset == -1 and share.share == pytest.approx(later / (later + first))
+    assert share.uas_off_mode == pytest.approx(dep.correct[1] / (later + first))  # only word 0's guesses
