@@ -332,7 +332,7 @@ def offset_counts(attn: torch.Tensor, batch: Batch, max_offset: int = 5) -> tupl
     off = (pred - i).clamp(-k, k) + k  # bin index 0..2k
     valid = (pred >= 0) & (batch.heads >= 0)[None, :, None, None, :]
     hit = valid & (pred == batch.heads.clamp(min=0)[None, :, None, None, :])
-    onehot = torch.nn.functional.one_hot(off.clamp(min=0), 2 * k + 1).to(aw.dtype)  # (L, B, 2, H, W, bins)
+    onehot = torch.nn.functional.one_hot(off, 2 * k + 1).to(aw.dtype)  # (L, B, 2, H, W, bins)
     n = torch.einsum("lbdhwk,lbdhw->lhdk", onehot, valid.to(aw.dtype))
     correct = torch.einsum("lbdhwk,lbdhw->lhdk", onehot, hit.to(aw.dtype))
     return n, correct
