@@ -81,6 +81,12 @@ def fmt(values, digits: int = 3) -> str:
     return f.format(m) if lo == hi else f"{f.format(m)} [{f.format(lo)}, {f.format(hi)}]"
 
 
+def span(values, digits: int = 3) -> str:
+    """``"min–max"`` over seeds (thousands separated), e.g. ``span([1031.25, 1218.75], 0) == "1,031–1,219"``."""
+    v = pd.Series(values, dtype=float)
+    return f"{v.min():,.{digits}f}–{v.max():,.{digits}f}"
+
+
 def paired(rep: pd.DataFrame, variant: str, column: str, base: str = "Base") -> pd.Series:
     """Per-seed difference ``variant - base`` of ``column`` (seeds present in both)."""
     a = rep[rep.variant == variant].set_index("seed")[column]

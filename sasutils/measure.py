@@ -147,10 +147,13 @@ def offset_profiles(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
         if not ckpts:
             raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {r / 'checkpoints'}")
         (r / "measure").mkdir(exist_ok=True)
+        enc = None  # one tokenizer per run: encode once, and only if some checkpoint is not cached
         for step, path in tqdm(ckpts, desc=f"offsets {r.name}", disable=not progress):
             def profile():
+                nonlocal enc
                 m, t = load_checkpoint(path)
-                enc = sas.first_n(sas.encode_treebank(sents, t, m.config.max_position_embeddings), n_sentences)
+                if enc is None:
+                    enc = sas.first_n(sas.encode_treebank(sents, t, m.config.max_position_embeddings), n_sentences)
                 return sas.parent_offsets(m, enc, max_offset)
 
             prof = _cached(r / "measure" / f"offsets_{treebank}_{n_sentences}_k{max_offset}_step{step:07d}.parquet",

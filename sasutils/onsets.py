@@ -802,6 +802,13 @@ def timing(reports: Any) -> Any:
     return out
 
 
+def miss_counts(reports: Any) -> str:
+    """How often each criterion of :data:`CRITERIA` fails over rows of :func:`transition_report`, as text:
+    ``"uas_ok in 3; onset_ok in 1"`` (``"none"`` if every row meets every criterion)."""
+    fails = [(c, int((~reports[c].astype(bool)).sum())) for c in CRITERIA]
+    return "; ".join(f"{c} in {n}" for c, n in fails if n) or "none"
+
+
 def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) -> dict[str, Any]:
     """Did a run show the phase transition? Onsets plus the small-regime criteria, as one flat dict.
 

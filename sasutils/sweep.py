@@ -207,24 +207,26 @@ def _last_line(log: Path, rc: int) -> str:
     return lines[-1] if lines else f"exit status {rc}"
 
 
+def _earlier_status(runs_root: Path) -> pd.DataFrame | None:
+    """``runs_root/sweep_status.csv`` as earlier sweeps left it (None if there is none)."""
+    path = runs_root / "sweep_status.csv"
+    return pd.read_csv(path, keep_default_na=False) if path.exists() else None
+
+
 def _read_status(runs_root: Path) -> dict[str, float]:
     """Seconds of each run that an earlier sweep into ``runs_root`` reported done."""
-    path = runs_root / "sweep_status.csv"
-    if not path.exists():
-        return {}
-    old = pd.read_csv(path, keep_default_na=False)
-    return {r.run: float(r.seconds) for r in old.itertuples() if r.status == "done"}
+    old = _earlier_status(runs_root)
+    return {} if old is None else {r.run: float(r.seconds) for r in old.itertuples() if r.status == "done"}
 
 
 def _write_status(status: dict, names: list[str], runs_root: Path) -> pd.DataFrame:
     """``runs_root/sweep_status.csv``: this sweep's rows, plus earlier sweeps' rows of runs not in it."""
     table = pd.DataFrame([{"run": names[i], "status": s, "seconds": round(sec, 1), "error": e}
                           for i, (s, sec, e) in status.items()])
-    path = runs_root / "sweep_status.csv"
-    if path.exists():
-        old = pd.read_csv(path, keep_default_na=False)
+    old = _earlier_status(runs_root)
+    if old is not None:
         table = pd.concat([old[~old.run.isin(table.run)], table], ignore_index=True)
-    table.to_csv(path, index=False)
+    table.to_csv(runs_root / "sweep_status.csv", index=False)
     return table
 
 

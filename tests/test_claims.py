@@ -61,6 +61,7 @@ def test_paired_differences_and_intervals():
     assert d.round(6).tolist() == [0.5, 0.1]
     assert claims.fmt(d, 2) == "0.30 [0.10, 0.50]"
     assert claims.fmt([np.nan]) == "n/a"
+    assert claims.span([1218.75, 1031.25], 0) == "1,031–1,219" and claims.span(d, 2) == "0.10–0.50"
     assert claims.release_step("SAS−(3000)") == 3000 and claims.release_step("SAS-") is None
 
 

@@ -423,3 +423,13 @@ def test_timing_places_the_structure_onset_in_the_loss_drop():
     assert list(t.all_ok) == [True, False] and list(t.misses) == ["", "uas_ok, blimp_ok"]
     assert "lead" not in rep  # a copy
     assert "all_ok" not in timing(rep.drop(columns="onset_ok"))  # verdicts only where every criterion is there
+
+
+def test_miss_counts_names_each_failing_criterion_once():
+    from sasutils.onsets import CRITERIA, miss_counts
+
+    rep = pd.DataFrame({c: [True, True, True] for c in CRITERIA})
+    assert miss_counts(rep) == "none"
+    rep.loc[[0, 2], "uas_ok"] = False
+    rep.loc[1, "onset_ok"] = False
+    assert miss_counts(rep) == "uas_ok in 2; onset_ok in 1"  # in the order of CRITERIA
