@@ -7,9 +7,11 @@ measurement's parameters, so re-running the notebook only scores new checkpoints
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -160,3 +162,176 @@ def offset_profiles(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
                            profile)
             out.append(sas.positional_share(prof).assign(run=r.name, step=step))
     return pd.concat(out, ignore_index=True)
+
+
+def held_out_relations(select: pd.DataFrame, evaluate: pd.DataFrame, min_arcs: int = 100) -> pd.DataFrame:
+    """Per relation, the best head against the best fixed offset, both **chosen on one treebank and scored on
+    another** (e.g. chosen on EWT-dev, scored on EWT-test), so that picking the maximum of many heads does
+    not by itself produce a margin.
+
+    ``select`` and ``evaluate``: :func:`measure_run` UAS tables (columns ``run``, ``step``, ``layer``,
+    ``head``, ``direction``, ``relation``, ``n``, ``uas``; offset rows have ``layer`` = -1). For each
+    (run, step, relation) with at least ``min_arcs`` arcs in both ("all+root" left out): the head (``layer``, ``head``,
+    ``direction``; label ``best_head``) with the highest UAS on ``select`` and the best ``offset`` k on
+    ``select``; ``head_uas`` and ``offset_uas`` are their UAS on ``evaluate``, ``margin`` = head_uas -
+    offset_uas, and ``sel_margin`` the same difference on ``select`` (biased upwards by the choice).
+
+    ``se_max`` = sqrt(p_h (1 - p_h) / n) + sqrt(p_o (1 - p_o) / n), with n the arcs in ``evaluate``: the
+    largest standard error the margin can have whatever the correlation of the two scores over arcs
+    (arcs treated as independent, though arcs of one sentence are not). ``above`` = margin > 2 se_max, a
+    conservative flag; :func:`paired_margins` gives the paired test.
+    """
+    keys = ["run", "step", "relation"]
+    head_key = ["layer", "head", "direction"]
+    sel = select[(select.n >= min_arcs) & (select.relation != "all+root")]  # root words: never right
+    ev = evaluate[evaluate.n >= min_arcs].set_index(keys + head_key)
+    rows = []
+    for (run, step, rel), g in sel.groupby(keys, sort=True):
+        heads, offs = g[g.layer >= 0], g[g.layer < 0]
+        if not len(heads) or not len(offs):
+            continue
+        h = heads.loc[heads.uas.idxmax()]
+        o = offs.loc[offs.uas.idxmax()]
+        try:
+            eh = ev.loc[(run, step, rel, h.layer, h["head"], h.direction)]
+            eo = ev.loc[(run, step, rel, o.layer, o["head"], o.direction)]
+        except KeyError:
+            continue  # the relation has too few arcs in ``evaluate`` (or the step was not scored there)
+        n = int(eh.n)
+        se = (eh.uas * (1 - eh.uas) / n) ** 0.5 + (eo.uas * (1 - eo.uas) / n) ** 0.5
+        rows.append(dict(run=run, step=step, relation=rel, layer=int(h.layer), head=int(h["head"]),
+                         direction=h.direction, best_head=f"L{h.layer}H{h['head']}-{h.direction}",
+                         offset=int(o.direction.replace("offset", "")), n=n, head_uas=float(eh.uas),
+                         offset_uas=float(eo.uas), margin=float(eh.uas - eo.uas), se_max=float(se),
+                         sel_margin=float(h.uas - o.uas)))
+    out = pd.DataFrame(rows, columns=["run", "step", "relation", "layer", "head", "direction", "best_head", "offset",
+                                      "n", "head_uas", "offset_uas", "margin", "se_max", "sel_margin"])
+    return out.assign(above=out.margin > 2 * out.se_max)
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value: ``P(abs(X - m/2) >= abs(b - m/2))``, ``X ~ Binomial(m = b + c, 1/2)``."""
+    m = b + c
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, x) for x in range(min(b, c) + 1)) / 2 ** m
+    return min(1.0, 2 * tail)
+
+
+def paired_margins(held: pd.DataFrame, run_dirs: Sequence[str | Path], treebank: str = "ewt-test",
+                   n_sentences: int = 500, data_dir=None, progress: bool = True) -> pd.DataFrame:
+    """:func:`held_out_relations` rows with a paired test on the arcs of ``treebank`` (the evaluation set).
+
+    For each row (run, step, relation): ``head_only`` = arcs the chosen head gets right and the chosen
+    offset gets wrong, ``offset_only`` the reverse; ``p_paired`` = :func:`mcnemar_p` of the two (arcs
+    treated as independent). The same against the chosen offset with the edge rule of
+    :func:`sasutils.sas.offset_correct` (``mirror=True``): ``mirror_uas``, ``mirror_margin``,
+    ``head_only_mirror``, ``mirror_only``, ``p_mirror``. ``held``'s ``run`` names are matched to the
+    directories' names; rows of runs not in ``run_dirs`` are an error. ``head_uas`` / ``offset_uas`` are
+    recomputed from the arcs and must match ``held`` (checked).
+    """
+    by_name = {Path(r).name: Path(r) for r in run_dirs}
+    missing = sorted(set(held.run) - set(by_name))
+    if missing:
+        raise ValueError(f"rows for runs not in run_dirs: {missing}")
+    rel_slot = {"all": None}
+    sents = load_treebank(treebank, data_dir)
+    out = []
+    for (run, step), g in tqdm(held.groupby(["run", "step"], sort=True), desc="paired tests", disable=not progress):
+        ckpt = dict(list_checkpoints(by_name[run])).get(int(step))
+        if ckpt is None:
+            raise FileNotFoundError(f"no checkpoint at step {step} in {by_name[run] / 'checkpoints'}")
+        m, t = load_checkpoint(ckpt)
+        enc = sas.first_n(sas.encode_treebank(sents, t, m.config.max_position_embeddings), n_sentences)
+        wc = sas.word_correctness(m, enc)
+        for _, r in g.iterrows():
+            if r.relation in rel_slot:
+                mask = np.ones(len(wc["relation"]), bool)
+            elif r.relation in enc.relations:
+                mask = wc["relation"] == enc.relations.index(r.relation)
+            else:
+                raise ValueError(f"relation {r.relation!r} not in {treebank}")
+            d = sas.DIRECTIONS.index(r.direction)
+            hc = wc["heads"][r.layer, r["head"], d][mask]
+            pos = [wc[k][mask] for k in ("position", "length", "gold")]
+            oc = sas.offset_correct(*pos, r.offset)
+            mc = sas.offset_correct(*pos, r.offset, mirror=True)
+            if abs(hc.mean() - r.head_uas) > 1e-6 or abs(oc.mean() - r.offset_uas) > 1e-6:
+                raise RuntimeError(f"{run} step {step} {r.relation}: arcs give {hc.mean():.4f}/{oc.mean():.4f}, "
+                                   f"the table {r.head_uas:.4f}/{r.offset_uas:.4f} (different sentences?)")
+            b, c = int((hc & ~oc).sum()), int((~hc & oc).sum())
+            bm, cm = int((hc & ~mc).sum()), int((~hc & mc).sum())
+            out.append(dict(r, head_only=b, offset_only=c, p_paired=mcnemar_p(b, c),
+                            mirror_uas=float(mc.mean()), mirror_margin=float(hc.mean() - mc.mean()),
+                            head_only_mirror=bm, mirror_only=cm, p_mirror=mcnemar_p(bm, cm)))
+    return pd.DataFrame(out)
+
+
+def paired_summary(paired: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per relation, over the runs of :func:`paired_margins`: how many runs' chosen head beats (``above``) or
+    trails (``below``) the chosen offset at paired p < ``alpha``, against the plain offset and against the
+    edge rule (``*_edge``), with the mean and range of the margins. One row per relation, "all" first."""
+    def count(sign, m, p):
+        return lambda g: int(((np.sign(g[m]) == sign) & (g[p] < alpha)).sum())
+
+    rows = []
+    for rel, g in paired.groupby("relation", sort=True):
+        rows.append(dict(relation=rel, runs=len(g), arcs=int(g.n.median()),
+                         above=count(1, "margin", "p_paired")(g), below=count(-1, "margin", "p_paired")(g),
+                         margin_mean=g.margin.mean(), margin_min=g.margin.min(), margin_max=g.margin.max(),
+                         above_edge=count(1, "mirror_margin", "p_mirror")(g),
+                         below_edge=count(-1, "mirror_margin", "p_mirror")(g),
+                         edge_margin_mean=g.mirror_margin.mean()))
+    out = pd.DataFrame(rows)
+    return out.iloc[np.argsort(out.relation != "all", kind="stable")].reset_index(drop=True)
+
+
+def edge_baseline(run_dir: str | Path, offset_best: float | None = None, treebank: str = "ewt-dev",
+                  candidates: Sequence[int] = (500, 300, 1000, 200, 100), data_dir=None) -> float:
+    """The best offset with the edge rule (:func:`sasutils.sas.offset_baselines`, ``mirror=True``) on the
+    sentences a run's SAS callback scored, for logs written before the callback logged it (it depends only on
+    the treebank and on which sentences fit the run's tokenizer and positions, not on the model).
+
+    The number of sentences is not in the run's configuration: it is the first of ``candidates`` whose plain
+    best offset equals the logged ``offset_best`` (None: the first candidate). No match is an error.
+    """
+    from transformers import AutoTokenizer
+
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    tok = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    enc = sas.encode_treebank(load_treebank(treebank, data_dir), tok, cfg["seq_len"])
+    for n in candidates:
+        sub = sas.first_n(enc, n)
+        plain = sas.offset_baselines(sub)
+        if offset_best is None or abs(plain[plain.relation == "all"].uas.max() - offset_best) < 1e-9:
+            edge = sas.offset_baselines(sub, mirror=True)
+            return float(edge[edge.relation == "all"].uas.max())
+    raise ValueError(f"{run_dir}: no sentence count in {list(candidates)} of {treebank} gives the logged "
+                     f"offset_best {offset_best}")
+
+
+def fill_edge_baseline(logs: pd.DataFrame, runs_root: str | Path, **kw) -> pd.DataFrame:
+    """``logs`` (:func:`sasutils.experiments.collect`) with ``offset_edge_best`` filled in for runs that
+    logged ``offset_best`` but not it (:func:`edge_baseline`, on the rows that have ``offset_best``).
+    Runs whose directory has no ``tokenizer`` (e.g. logs copied back from a GPU machine) stay NaN, with a
+    warning that names them."""
+    import warnings
+
+    logs = logs.copy()
+    if "offset_best" not in logs:
+        return logs
+    if "offset_edge_best" not in logs:
+        logs["offset_edge_best"] = float("nan")
+    no_tok = []
+    for run, g in logs.groupby("run", sort=False):
+        has = g.offset_best.notna()
+        if has.any() and g.offset_edge_best.isna().all():
+            if not (Path(runs_root) / run / "tokenizer").is_dir():
+                no_tok.append(run)
+                continue
+            logs.loc[g.index[has], "offset_edge_best"] = edge_baseline(
+                Path(runs_root) / run, float(g.offset_best[has].iloc[-1]), **kw)
+    if no_tok:
+        warnings.warn(f"offset_edge_best left empty for {len(no_tok)} run(s) without a tokenizer folder: {no_tok}")
+    return logs

@@ -331,6 +331,24 @@ def head_positions(heads, by: str = "run", step: int | None = None):
     ).add_params(sel).properties(width=520, height=300)
 
 
+def held_out_margins(held, relations=("all", "nsubj", "obj", "case", "det", "amod"), by: str = "run"):
+    """Per relation, the chosen head's UAS minus the chosen offset's on held-out sentences, against step
+    (:func:`sasutils.measure.held_out_relations`): one line per ``by`` value, a panel per relation; above
+    the zero line a head follows that relation beyond every fixed offset. Click the legend to highlight."""
+    d = held[held.relation.isin(relations)]
+    sel = _legend_selection(by)
+    lines = alt.Chart().mark_line(point=True).encode(
+        x=alt.X("step:Q"), y=alt.Y("margin:Q", title="head − offset UAS (held out)"),
+        color=alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500)),
+        opacity=alt.condition(sel, alt.value(0.9), alt.value(0.1)),
+        tooltip=[by, "relation", "step", "best_head", "offset", alt.Tooltip("head_uas:Q", format=".3f"),
+                 alt.Tooltip("offset_uas:Q", format=".3f"), alt.Tooltip("margin:Q", format="+.3f")],
+    ).add_params(sel)
+    zero = alt.Chart().mark_rule(color="grey", strokeDash=[4, 3]).encode(y=alt.datum(0))
+    return alt.layer(lines, zero, data=d).properties(width=250, height=160).facet(
+        facet=alt.Facet("relation:N", sort=list(relations)), columns=3)
+
+
 def attention_arc_chart(arcs, title: str | None = None, width: int | None = None):
     """The paper's Figure 1 as an explorer: one sentence's gold parse above its words, one head's
     strongest attention arcs below, chosen in the page (sentence and head dropdowns, layer slider,

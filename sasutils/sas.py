@@ -212,8 +212,13 @@ def score_attention(attn: torch.Tensor, batch: Batch, n_rel: int) -> Counts:
     )
 
 
-def offset_baselines(enc: EncodedTreebank) -> pd.DataFrame:
-    """UAS of 'parent = i + k' for k in OFFSETS, over all words and per relation (root excluded)."""
+def offset_baselines(enc: EncodedTreebank, mirror: bool = False) -> pd.DataFrame:
+    """UAS of 'parent = i + k' for k in OFFSETS, over all words and per relation (root excluded).
+
+    ``mirror=True``: the edge rule of :func:`offset_correct` (i - k where i + k is outside the sentence);
+    rows are then labelled ``edge{k:+d}`` with ``layer`` = -2, so they never mix with the plain offsets
+    (``layer`` = -1) that the tables' "best offset" is taken over.
+    """
     rows = []
     names = ["all", "all+root", *enc.relations]
     for k in OFFSETS:
@@ -221,7 +226,7 @@ def offset_baselines(enc: EncodedTreebank) -> pd.DataFrame:
         n = np.zeros(len(names))
         for h, r in zip(enc.heads, enc.rels):
             i = np.arange(len(h))
-            ok = (h == i + k) & (h >= 0)
+            ok = offset_correct(i, len(h), h, k, mirror) & (h >= 0)
             nr = h >= 0
             correct[0] += ok.sum()
             n[0] += nr.sum()
@@ -230,8 +235,8 @@ def offset_baselines(enc: EncodedTreebank) -> pd.DataFrame:
             np.add.at(correct, 2 + r[nr & (r >= 0)], ok[nr & (r >= 0)])
             np.add.at(n, 2 + r[nr & (r >= 0)], 1)
         for name, c, m in zip(names, correct, n):
-            rows.append(dict(layer=-1, head=-1, direction=f"offset{k:+d}", relation=name, n=int(m),
-                             correct=int(c), uas=c / m if m else np.nan, soft=np.nan))
+            rows.append(dict(layer=-2 if mirror else -1, head=-1, direction=f"{'edge' if mirror else 'offset'}{k:+d}",
+                             relation=name, n=int(m), correct=int(c), uas=c / m if m else np.nan, soft=np.nan))
     return pd.DataFrame(rows)
 
 
@@ -379,6 +384,47 @@ def positional_share(profile: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+@torch.no_grad()
+def word_correctness(model, enc: EncodedTreebank, max_tokens: int = 4096) -> dict[str, np.ndarray]:
+    """Per non-root word, whether each head gets its parent right, with what a positional rule needs.
+
+    Returns arrays over the N non-root words of ``enc`` (in chunk order, aligned with each other):
+    ``heads`` (L, H, 2 directions, N) bool -- the :func:`predicted_parents` rule; ``gold`` (N,) the parent;
+    ``position`` (N,) the word's index i and ``length`` (N,) its sentence's word count (for
+    :func:`offset_correct`); ``relation`` (N,) index into ``enc.relations`` (-1 none); ``sentence`` (N,)
+    index into ``enc``. Summing ``heads`` over N gives :func:`count_uas`'s "all" counts.
+    """
+    cols = {k: [] for k in ("heads", "gold", "position", "length", "relation", "sentence")}
+    for batch, attn in chunk_attentions(model, enc, max_tokens):
+        aw = word_attention(attn, batch.piece_word)
+        pred = torch.stack(predicted_parents(aw), dim=2)  # (L, B, 2, H, W)
+        gold = batch.heads  # (B, W): -2 padding, -1 root
+        keep = (gold >= 0).cpu().numpy()
+        ok = (pred == gold[None, :, None, None, :]).permute(0, 3, 2, 1, 4).cpu().numpy()  # (L, H, 2, B, W)
+        B, W = keep.shape
+        cols["heads"].append(ok[..., keep])
+        cols["gold"].append(gold.cpu().numpy()[keep])
+        cols["position"].append(np.broadcast_to(np.arange(W), (B, W))[keep])
+        cols["length"].append(np.broadcast_to((gold >= -1).sum(1).cpu().numpy()[:, None], (B, W))[keep])
+        cols["relation"].append(batch.rels.cpu().numpy()[keep])
+        cols["sentence"].append(np.broadcast_to(batch.index[:, None], (B, W))[keep])
+    return {k: np.concatenate(v, -1) for k, v in cols.items()}
+
+
+def offset_correct(position: np.ndarray, length: np.ndarray, gold: np.ndarray, k: int,
+                   mirror: bool = False) -> np.ndarray:
+    """Whether "parent = i + k" is right for each word (arrays as :func:`word_correctness` returns).
+
+    ``mirror=True``: where i + k falls outside the sentence, predict i - k instead -- what a head that
+    attends by position does at the sentence's edge (it must attend somewhere), so a fairer positional
+    baseline for heads than the plain offset, which predicts nothing there.
+    """
+    pred = position + k
+    if mirror:
+        pred = np.where((pred < 0) | (pred >= length), position - k, pred)
+    return (pred == gold) & (pred >= 0) & (pred < length)
+
+
 def first_n(enc: EncodedTreebank, n: int | None) -> EncodedTreebank:
     """The first ``n`` encoded sentences (those that fit), keeping the skip counts and notes."""
     if n is None or n >= len(enc):
@@ -391,7 +437,8 @@ def make_sas_callback(
     tokenizer, max_len: int, treebank: str = "ewt-dev", n_sentences: int = 300,
     data_dir=None, max_tokens: int = 4096,
 ) -> Callable[[object, int], dict]:
-    """Metric callback for the training loop: ``cb(model, step) -> summarize(score_uas(...))``.
+    """Metric callback for the training loop: ``cb(model, step) -> summarize(score_uas(...))``, plus
+    ``offset_edge_best``: the best offset with the edge rule (:func:`offset_baselines`, ``mirror=True``).
 
     Scores the first ``n_sentences`` sentences of ``treebank`` that fit in ``max_len`` pieces (the
     model's positions; the number skipped to get there is in ``cb.encoded.notes``). The treebank is
@@ -399,10 +446,12 @@ def make_sas_callback(
     """
     enc = first_n(encode_treebank(load_treebank(treebank, data_dir), tokenizer, max_len), n_sentences)
     base = offset_baselines(enc)
+    edge = offset_baselines(enc, mirror=True)
+    edge_best = float(edge[edge.relation == "all"].uas.max())
 
     def sas_callback(model, step: int) -> dict:
         df = pd.concat([counts_table(count_uas(model, enc, max_tokens), enc.relations), base], ignore_index=True)
-        return summarize(df)
+        return {**summarize(df), "offset_edge_best": edge_best}
 
     sas_callback.encoded = enc  # for inspection (notes on skipped sentences)
     return sas_callback

@@ -1,6 +1,7 @@
 """measure: per-checkpoint tables of a run, cached in the run folder."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sasutils import measure, train as T
@@ -38,3 +39,62 @@ def test_offset_profiles_one_row_per_head_and_checkpoint_and_cached(run_dir):
 def test_offset_profiles_names_the_run_without_those_checkpoints(run_dir):
     with pytest.raises(FileNotFoundError, match="step"):
         measure.offset_profiles([run_dir], steps=[999], progress=False)
+
+
+def _uas_rows(rel, head_uas, offset_uas, n=200):
+    """A measure_run-like table for one (run, step, relation): heads (layer 0, head h, dep) and offsets."""
+    rows = [dict(run="r", step=5, layer=0, head=h, direction="dep", relation=rel, n=n, uas=u)
+            for h, u in enumerate(head_uas)]
+    rows += [dict(run="r", step=5, layer=-1, head=-1, direction=f"offset{k:+d}", relation=rel, n=n, uas=u)
+             for k, u in offset_uas.items()]
+    return pd.DataFrame(rows)
+
+
+def test_held_out_relations_choose_on_one_table_and_score_on_the_other():
+    sel = pd.concat([_uas_rows("all", [0.30, 0.40], {1: 0.35, -1: 0.20}), _uas_rows("det", [0.5], {1: 0.6}, n=50)])
+    ev = pd.concat([_uas_rows("all", [0.45, 0.33], {1: 0.31, -1: 0.40}), _uas_rows("det", [0.5], {1: 0.6}, n=50)])
+    out = measure.held_out_relations(sel, ev, min_arcs=100)
+    assert out.relation.tolist() == ["all"]  # det has too few arcs
+    r = out.iloc[0]
+    # chosen on sel: head 1 (0.40) and offset +1 (0.35); scored on ev: 0.33 and 0.31 -- not ev's own maxima
+    assert r.best_head == "L0H1-dep" and r.offset == 1
+    assert r.head_uas == pytest.approx(0.33) and r.offset_uas == pytest.approx(0.31)
+    assert r.margin == pytest.approx(0.02) and r.sel_margin == pytest.approx(0.05)
+    assert r.se_max == pytest.approx((0.33 * 0.67 / 200) ** 0.5 + (0.31 * 0.69 / 200) ** 0.5) and not r.above
+
+
+def test_mcnemar_p_known_values():
+    assert measure.mcnemar_p(0, 0) == 1.0
+    assert measure.mcnemar_p(5, 0) == pytest.approx(2 / 32) == measure.mcnemar_p(0, 5)
+    assert measure.mcnemar_p(3, 3) == 1.0
+    assert measure.mcnemar_p(20, 5) == pytest.approx(2 * sum(__import__("math").comb(25, x) for x in range(6)) / 2**25)
+
+
+def test_paired_margins_agree_with_the_tables(run_dir):
+    sel, _ = measure.measure_run(run_dir, "ewt-dev", n_sentences=30, progress=False)
+    ev, _ = measure.measure_run(run_dir, "ewt-test", n_sentences=30, progress=False)
+    held = measure.held_out_relations(sel, ev, min_arcs=20)
+    held = held[held.step == held.step.max()]
+    assert "all" in set(held.relation) and "all+root" not in set(held.relation)
+    p = measure.paired_margins(held, [run_dir], treebank="ewt-test", n_sentences=30, progress=False)
+    assert len(p) == len(held)
+    # b - c = n (p_head - p_offset): the paired counts add up to the table's margin
+    assert np.allclose(p.head_only - p.offset_only, p.n * p.margin, atol=1e-6)
+    assert np.allclose(p.head_only_mirror - p.mirror_only, p.n * p.mirror_margin, atol=1e-6)
+    assert (p.mirror_uas >= p.offset_uas).all() and p.p_paired.between(0, 1).all()
+    with pytest.raises(ValueError, match="not in run_dirs"):
+        measure.paired_margins(held.assign(run="elsewhere"), [run_dir], progress=False)
+
+
+def test_edge_baseline_finds_the_sentence_count_from_the_logged_offset(run_dir):
+    from transformers import AutoTokenizer
+    from sasutils import sas
+    from sasutils.treebank import load_treebank
+
+    enc = sas.encode_treebank(load_treebank("ewt-dev"), AutoTokenizer.from_pretrained(run_dir / "tokenizer"), 16)
+    plain, edge = (sas.offset_baselines(sas.first_n(enc, 30), mirror=m) for m in (False, True))
+    logged = plain[plain.relation == "all"].uas.max()
+    got = measure.edge_baseline(run_dir, logged, candidates=(10, 30))
+    assert got == edge[edge.relation == "all"].uas.max() >= logged
+    with pytest.raises(ValueError, match="no sentence count"):
+        measure.edge_baseline(run_dir, 0.999, candidates=(10, 30))

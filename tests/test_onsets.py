@@ -389,6 +389,10 @@ def test_loss_bend_window_ignores_the_initial_decay():
                                           "offset_best": 0.3}))
     assert rep["drop_ok"] and rep["uas_ok"] and rep["beats_offset"] and rep["onset_ok"]
     assert rep["loss_final"] == pytest.approx(loss[-1]) and rep["uas_final"] == pytest.approx(uas[-1])
+    assert "beats_edge" not in rep  # no edge-rule baseline logged
+    edge = transition_report(pd.DataFrame({"step": steps, "eval_loss": loss, "sas_uas": uas, "offset_best": 0.3,
+                                           "offset_edge_best": 0.36}))
+    assert edge["beats_offset"] and not edge["beats_edge"] and edge["offset_edge"] == 0.36
     flat = transition_report(pd.DataFrame({"step": steps, "eval_loss": 6.5 + 2.5 * np.exp(-steps / 120),
                                            "sas_uas": 0.1 + 0 * steps}))
     assert not flat["drop_ok"] and not flat["uas_ok"]

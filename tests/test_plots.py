@@ -24,6 +24,15 @@ def test_developmental_reads_log_columns_like_short_names():
     assert list(logs.columns) == ["run", "step", "eval_loss", "sas_uas", "offset_best", "blimp_mean"]  # not renamed in place
 
 
+def test_held_out_margins_facets_the_chosen_relations():
+    rows = [dict(run=run, step=step, relation=rel, best_head="L0H1-dep", offset=1, head_uas=0.3, offset_uas=0.28,
+                 margin=0.02) for run in ("a", "b") for step in (0, 500) for rel in ("all", "nsubj", "xcomp")]
+    spec = plots.held_out_margins(pd.DataFrame(rows), relations=("all", "nsubj")).to_dict()
+    data = next(iter(spec["datasets"].values()))
+    assert {r["relation"] for r in data} == {"all", "nsubj"} and len(data) == 8
+    assert spec["facet"]["field"] == "relation" and spec["facet"]["sort"] == ["all", "nsubj"]
+
+
 def test_head_positions_plots_each_runs_last_checkpoint():
     rows = [dict(run=run, step=step, layer=0, head=h, direction="dep", uas=0.1 * h, modal_offset=1,
                  share=0.5, uas_off_mode=0.05) for run, last in [("a", 500), ("b", 1000)]

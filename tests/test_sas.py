@@ -192,3 +192,50 @@ def test_a_previous_word_head_is_fully_positional(encoded):
     share = sas.positional_share(prof).set_index("direction").loc["dep"]
     assert share.modal_offset == -1 and share.share == pytest.approx(later / (later + first))
     assert share.uas_off_mode == pytest.approx(dep.correct[1] / (later + first))  # only word 0's guesses
+
+
+def test_offset_correct_known_answer():
+    pos, length, gold = np.array([0, 1, 2]), np.array([3, 3, 3]), np.array([1, 2, 1])
+    assert sas.offset_correct(pos, length, gold, 1).tolist() == [True, True, False]  # i = 2 has no i + 1
+    assert sas.offset_correct(pos, length, gold, 1, mirror=True).tolist() == [True, True, True]  # 2 -> 1
+    assert sas.offset_correct(pos, length, gold, -1).tolist() == [False, False, True]
+    assert sas.offset_correct(pos, length, gold, -1, mirror=True).tolist() == [True, False, True]  # 0 -> 1
+    one = sas.offset_correct(np.array([0]), np.array([1]), np.array([0]), 1, mirror=True)
+    assert one.tolist() == [False]  # neither side exists
+
+
+def test_next_word_head_with_edge_fallback_equals_the_edge_rule(encoded):
+    """Attention to the next word, and from the last word to the one before it: the edge rule exactly."""
+    def next_or_previous(p2w, heads):
+        T, W = len(p2w), len(heads)
+        a = np.full((T, T), 1e-4, dtype=np.float32)
+        for t, w in enumerate(p2w):
+            if w >= 0 and W > 1:
+                a[t, np.nonzero(p2w == (w + 1 if w + 1 < W else w - 1))[0][0]] = 1.0
+        return a
+
+    df = _known_attention(encoded, next_or_previous)
+    edge = sas.offset_baselines(encoded, mirror=True)
+    plain = sas.offset_baselines(encoded)
+    assert (edge.layer == -2).all() and edge.direction.str.startswith("edge").all()
+    for rel in ["all", "all+root", "nsubj", "punct"]:
+        got = df[(df.direction == "dep") & (df.relation == rel)].correct.iloc[0]
+        assert got == edge[(edge.direction == "edge+1") & (edge.relation == rel)].correct.iloc[0], rel
+    e = edge[(edge.direction == "edge+1") & (edge.relation == "all")].correct.iloc[0]
+    p = plain[(plain.direction == "offset+1") & (plain.relation == "all")].correct.iloc[0]
+    assert e > p  # some last words' parent is the word before them
+
+
+def test_word_correctness_adds_up_to_the_counts(encoded, tiny_model):
+    wc = sas.word_correctness(tiny_model, encoded, max_tokens=300)
+    counts = sas.count_uas(tiny_model, encoded, max_tokens=300)
+    assert np.array_equal(wc["heads"].sum(-1), counts.correct[..., 0].numpy().astype(int))
+    n = len(wc["gold"])
+    assert n == int(counts.n[0, 0, 0, 0])
+    assert all(len(wc[k]) == n for k in ("position", "length", "relation", "sentence"))
+    plain = sas.offset_baselines(encoded).set_index(["direction", "relation"]).correct
+    for k in sas.OFFSETS:
+        assert sas.offset_correct(wc["position"], wc["length"], wc["gold"], k).sum() == plain[(f"offset{k:+d}", "all")]
+    det = encoded.relations.index("det")
+    per_det = wc["heads"][..., wc["relation"] == det].sum(-1)
+    assert per_det.tolist() == counts.correct[..., 2 + det].numpy().astype(int).tolist()
