@@ -216,8 +216,9 @@ def offset_baselines(enc: EncodedTreebank, mirror: bool = False) -> pd.DataFrame
     """UAS of 'parent = i + k' for k in OFFSETS, over all words and per relation (root excluded).
 
     ``mirror=True``: the edge rule of :func:`offset_correct` (i - k where i + k is outside the sentence);
-    rows are then labelled ``edge{k:+d}`` with ``layer`` = -2, so they never mix with the plain offsets
-    (``layer`` = -1) that the tables' "best offset" is taken over.
+    rows are then labelled ``edge{k:+d}`` with ``layer`` = -2; the tables' "best offset" (:func:`summarize`,
+    :func:`sasutils.measure.best_heads`, :func:`sasutils.measure.held_out_relations`) is taken over ``layer`` = -1
+    only, so the two never mix.
     """
     rows = []
     names = ["all", "all+root", *enc.relations]
@@ -300,7 +301,7 @@ def summarize(df: pd.DataFrame, relations: Sequence[str] = ("nsubj", "obj", "det
     best offset per relation.
     """
     heads = df[df.layer >= 0]
-    base = df[df.layer < 0]
+    base = df[df.layer == -1]  # plain offsets (edge-rule rows, if any, are layer -2)
     key = ["layer", "head", "direction"]
     allw = heads[heads.relation == "all"].set_index(key)
     best = allw.uas.idxmax()
@@ -415,9 +416,9 @@ def offset_correct(position: np.ndarray, length: np.ndarray, gold: np.ndarray, k
                    mirror: bool = False) -> np.ndarray:
     """Whether "parent = i + k" is right for each word (arrays as :func:`word_correctness` returns).
 
-    ``mirror=True``: where i + k falls outside the sentence, predict i - k instead -- what a head that
-    attends by position does at the sentence's edge (it must attend somewhere), so a fairer positional
-    baseline for heads than the plain offset, which predicts nothing there.
+    ``mirror=True``: where i + k falls outside the sentence, predict i - k instead. A baseline modelled on a head
+    that attends by position: such a head must attend somewhere at the sentence's edge (in the ``dep`` direction
+    a next-word head's last word usually picks the word before it), while the plain offset predicts nothing there.
     """
     pred = position + k
     if mirror:

@@ -51,11 +51,15 @@ def _uas_rows(rel, head_uas, offset_uas, n=200):
 
 
 def test_held_out_relations_choose_on_one_table_and_score_on_the_other():
-    sel = pd.concat([_uas_rows("all", [0.30, 0.40], {1: 0.35, -1: 0.20}), _uas_rows("det", [0.5], {1: 0.6}, n=50)])
-    ev = pd.concat([_uas_rows("all", [0.45, 0.33], {1: 0.31, -1: 0.40}), _uas_rows("det", [0.5], {1: 0.6}, n=50)])
+    sel = pd.concat([_uas_rows("all", [0.30, 0.40], {1: 0.35, -1: 0.20}), _uas_rows("det", [0.5], {1: 0.6}, n=50),
+                     _uas_rows("obj", [0.5], {-2: 0.3}), _uas_rows("case", [0.6, 0.1], {1: 0.3})])
+    ev = pd.concat([_uas_rows("all", [0.45, 0.33], {1: 0.31, -1: 0.40}), _uas_rows("det", [0.5], {1: 0.6}, n=50),
+                    _uas_rows("case", [0.6, 0.1], {1: 0.3})])
     out = measure.held_out_relations(sel, ev, min_arcs=100)
-    assert out.relation.tolist() == ["all"]  # det has too few arcs
+    assert out.relation.tolist() == ["all", "case"]  # det: too few arcs; obj: not in the evaluation table
+    assert out.set_index("relation").above.tolist() == [False, True]  # case: 0.6 vs 0.3 on 200 arcs
     r = out.iloc[0]
+    assert measure.held_out_relations(sel.iloc[:0], ev).empty
     # chosen on sel: head 1 (0.40) and offset +1 (0.35); scored on ev: 0.33 and 0.31 -- not ev's own maxima
     assert r.best_head == "L0H1-dep" and r.offset == 1
     assert r.head_uas == pytest.approx(0.33) and r.offset_uas == pytest.approx(0.31)
@@ -70,6 +74,28 @@ def test_mcnemar_p_known_values():
     assert measure.mcnemar_p(20, 5) == pytest.approx(2 * sum(__import__("math").comb(25, x) for x in range(6)) / 2**25)
 
 
+def test_sign_flip_p_and_bh_adjust_known_values():
+    assert measure.sign_flip_p(np.zeros(5)) == 1.0
+    # 6 sentences, all +1: only the all-plus and all-minus patterns reach |6| (2 of 64)
+    assert measure.sign_flip_p(np.ones(6), draws=20_000) == pytest.approx(2 / 64, abs=0.006)
+    assert measure.sign_flip_p(np.array([3.0, -3.0])) == 1.0
+    q = measure.bh_adjust(np.array([0.01, 0.04, 0.03, 0.5]))
+    # sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.06, 0.0533, 0.5 -> running minimum from the top
+    assert np.allclose(q, [0.04, 0.16 / 3, 0.16 / 3, 0.5])
+    assert measure.bh_adjust(np.array([])).size == 0
+
+
+def test_paired_summary_counts_runs_and_refuses_repeated_rows():
+    rows = [dict(run=run, relation=rel, n=100, margin=m, mirror_margin=m, p_sentences=p, p_mirror_sentences=p)
+            for run, m, p in [("a", 0.1, 1e-6), ("b", -0.1, 1e-6), ("c", 0.01, 0.6)] for rel in ("all", "nsubj")]
+    s = measure.paired_summary(pd.DataFrame(rows)).set_index("relation")
+    assert s.index[0] == "all" and s.loc["nsubj", "runs"] == 3
+    assert (s.above == 1).all() and (s.below == 1).all() and (s.above_edge == 1).all()
+    with pytest.raises(ValueError, match="several rows"):
+        measure.paired_summary(pd.DataFrame(rows + rows[:1]))
+    assert measure.paired_summary(pd.DataFrame(columns=list(rows[0]))).empty
+
+
 def test_paired_margins_agree_with_the_tables(run_dir):
     sel, _ = measure.measure_run(run_dir, "ewt-dev", n_sentences=30, progress=False)
     ev, _ = measure.measure_run(run_dir, "ewt-test", n_sentences=30, progress=False)
@@ -82,6 +108,20 @@ def test_paired_margins_agree_with_the_tables(run_dir):
     assert np.allclose(p.head_only - p.offset_only, p.n * p.margin, atol=1e-6)
     assert np.allclose(p.head_only_mirror - p.mirror_only, p.n * p.mirror_margin, atol=1e-6)
     assert (p.mirror_uas >= p.offset_uas).all() and p.p_paired.between(0, 1).all()
+    assert p.p_sentences.between(0, 1).all() and p.p_mirror_sentences.between(0, 1).all()
+    # the head's and the offset's arcs recomputed by another path (sas.attention_arcs), over all words
+    from transformers import AutoTokenizer
+    from sasutils import sas
+    from sasutils.treebank import load_treebank
+
+    r = p[p.relation == "all"].iloc[0]
+    model, _ = T.load_checkpoint(dict(T.list_checkpoints(run_dir))[int(r.step)])
+    enc = sas.first_n(sas.encode_treebank(load_treebank("ewt-test"), AutoTokenizer.from_pretrained(run_dir / "tokenizer"),
+                                          16), 30)
+    arcs = sas.attention_arcs(model, enc, range(len(enc)), [("w",) * len(h) for h in enc.heads])
+    a = arcs[(arcs.layer == r.layer) & (arcs["head"] == r["head"]) & (arcs.direction == r.direction) & (arcs.gold >= 0)]
+    head_ok, off_ok = a.is_gold.to_numpy(), (a.gold == a.i + r.offset).to_numpy()
+    assert (r.head_only, r.offset_only) == (int((head_ok & ~off_ok).sum()), int((~head_ok & off_ok).sum()))
     with pytest.raises(ValueError, match="not in run_dirs"):
         measure.paired_margins(held.assign(run="elsewhere"), [run_dir], progress=False)
 
@@ -98,3 +138,23 @@ def test_edge_baseline_finds_the_sentence_count_from_the_logged_offset(run_dir):
     assert got == edge[edge.relation == "all"].uas.max() >= logged
     with pytest.raises(ValueError, match="no sentence count"):
         measure.edge_baseline(run_dir, 0.999, candidates=(10, 30))
+
+
+def test_fill_edge_baseline_fills_only_runs_without_it(run_dir, tmp_path):
+    from transformers import AutoTokenizer
+    from sasutils import sas
+    from sasutils.treebank import load_treebank
+
+    enc = sas.encode_treebank(load_treebank("ewt-dev"), AutoTokenizer.from_pretrained(run_dir / "tokenizer"), 16)
+    plain = sas.offset_baselines(sas.first_n(enc, 300))
+    logged = plain[plain.relation == "all"].uas.max()
+    logs = pd.DataFrame({"run": [run_dir.name] * 3 + ["other"] * 2, "step": [0, 2, 4, 0, 2],
+                         "offset_best": [logged, np.nan, logged, 0.3, 0.3],
+                         "offset_edge_best": [np.nan] * 3 + [0.31, 0.31]}, index=[5, 5, 6, 7, 8])
+    out = measure.fill_edge_baseline(logs, run_dir.parent)
+    want = measure.edge_baseline(run_dir, logged)
+    mine = out[out.run == run_dir.name]
+    assert mine.offset_edge_best.tolist()[0] == want and np.isnan(mine.offset_edge_best.tolist()[1])
+    assert out[out.run == "other"].offset_edge_best.tolist() == [0.31, 0.31]  # already there: untouched
+    with pytest.warns(UserWarning, match="without a tokenizer"):
+        measure.fill_edge_baseline(logs.assign(run="missing", offset_edge_best=np.nan), tmp_path)

@@ -236,6 +236,12 @@ def test_word_correctness_adds_up_to_the_counts(encoded, tiny_model):
     plain = sas.offset_baselines(encoded).set_index(["direction", "relation"]).correct
     for k in sas.OFFSETS:
         assert sas.offset_correct(wc["position"], wc["length"], wc["gold"], k).sum() == plain[(f"offset{k:+d}", "all")]
+    edge = sas.offset_baselines(encoded, mirror=True).set_index(["direction", "relation"]).correct
+    for k in sas.OFFSETS:  # the edge rule reads the lengths too
+        got = sas.offset_correct(wc["position"], wc["length"], wc["gold"], k, mirror=True).sum()
+        assert got == edge[(f"edge{k:+d}", "all")]
+    assert all(encoded.heads[s][i] == g and len(encoded.heads[s]) == L_s
+               for s, i, g, L_s in zip(wc["sentence"], wc["position"], wc["gold"], wc["length"]))
     det = encoded.relations.index("det")
     per_det = wc["heads"][..., wc["relation"] == det].sum(-1)
     assert per_det.tolist() == counts.correct[..., 2 + det].numpy().astype(int).tolist()
