@@ -81,10 +81,13 @@ def fmt(values, digits: int = 3) -> str:
     return f.format(m) if lo == hi else f"{f.format(m)} [{f.format(lo)}, {f.format(hi)}]"
 
 
-def span(values, digits: int = 3) -> str:
-    """``"min–max"`` over seeds (thousands separated), e.g. ``span([1031.25, 1218.75], 0) == "1,031–1,219"``."""
+def span(values, digits: int = 3, signed: bool = False) -> str:
+    """``"min–max"`` over seeds (thousands separated), e.g. ``span([1031.25, 1218.75], 0) == "1,031–1,219"``; one
+    number where both ends print the same (a single seed). ``signed``: differences, ``"-0.002 to +0.031"``."""
     v = pd.Series(values, dtype=float)
-    return f"{v.min():,.{digits}f}–{v.max():,.{digits}f}"
+    fmt = f"{{:+,.{digits}f}}" if signed else f"{{:,.{digits}f}}"
+    lo, hi = fmt.format(v.min()), fmt.format(v.max())
+    return lo if lo == hi else f"{lo} to {hi}" if signed else f"{lo}–{hi}"
 
 
 def paired(rep: pd.DataFrame, variant: str, column: str, base: str = "Base") -> pd.Series:

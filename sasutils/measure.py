@@ -339,9 +339,9 @@ def edge_baseline(run_dir: str | Path, offset_best: float | None = None, treeban
     sentences a run's SAS callback scored, for logs written before the callback logged it (it depends only on
     the treebank and on which sentences fit the run's tokenizer and positions, not on the model).
 
-    The number of sentences is not in the run's configuration: it is the first of ``candidates`` whose plain
-    best offset equals the logged ``offset_best`` (None: the first candidate, the callback's default 300). No
-    match is an error; should two counts give the same plain value, the first is taken.
+    The number of sentences is not in the run's configuration: it is the first n whose plain best offset over the
+    first n sentences equals the logged ``offset_best`` (within 1e-9), trying ``candidates`` first and then every
+    other n from 1 up (None: the first candidate, the callback's default 300). No match is an error.
     """
     from transformers import AutoTokenizer
 
@@ -349,14 +349,23 @@ def edge_baseline(run_dir: str | Path, offset_best: float | None = None, treeban
     cfg = json.loads((run_dir / "config.json").read_text())
     tok = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     enc = sas.encode_treebank(load_treebank(treebank, data_dir), tok, cfg["seq_len"])
-    for n in candidates:
-        sub = sas.first_n(enc, n)
-        plain = sas.offset_baselines(sub)
-        if offset_best is None or abs(plain[plain.relation == "all"].uas.max() - offset_best) < 1e-9:
-            edge = sas.offset_baselines(sub, mirror=True)
-            return float(edge[edge.relation == "all"].uas.max())
-    raise ValueError(f"{run_dir}: no sentence count in {list(candidates)} of {treebank} gives the logged "
-                     f"offset_best {offset_best}")
+    # per sentence: non-root words, and correct predictions of each offset, plain and with the edge rule
+    n_words = np.array([(h >= 0).sum() for h in enc.heads])
+    hits = {m: np.array([[sas.offset_correct(np.arange(len(h)), len(h), h, k, m)[h >= 0].sum() for k in sas.OFFSETS]
+                         for h in enc.heads]).reshape(len(enc.heads), len(sas.OFFSETS)) for m in (False, True)}
+    words = np.cumsum(n_words)
+    cum = {m: np.cumsum(v, axis=0) for m, v in hits.items()}
+
+    def best(m: bool, n: int) -> float:
+        return float(cum[m][n - 1].max() / words[n - 1])
+
+    if offset_best is None:
+        return best(True, min(candidates[0], len(enc)))
+    order = [n for n in candidates if n <= len(enc)] + [n for n in range(1, len(enc) + 1) if n not in candidates]
+    for n in order:
+        if words[n - 1] and abs(best(False, n) - offset_best) < 1e-9:
+            return best(True, n)
+    raise ValueError(f"{run_dir}: no number of {treebank} sentences gives the logged offset_best {offset_best}")
 
 
 def fill_edge_baseline(logs: pd.DataFrame, runs_root: str | Path, **kw) -> pd.DataFrame:

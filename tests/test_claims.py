@@ -62,6 +62,8 @@ def test_paired_differences_and_intervals():
     assert claims.fmt(d, 2) == "0.30 [0.10, 0.50]"
     assert claims.fmt([np.nan]) == "n/a"
     assert claims.span([1218.75, 1031.25], 0) == "1,031–1,219" and claims.span(d, 2) == "0.10–0.50"
+    assert claims.span([500.0], 0) == "500" and claims.span([0.1234, 0.1231], 3) == "0.123"
+    assert claims.span([-0.0021, 0.031], 3, signed=True) == "-0.002 to +0.031"
     assert claims.release_step("SAS−(3000)") == 3000 and claims.release_step("SAS-") is None
 
 
