@@ -117,3 +117,10 @@ def collect(runs_root: str | Path, pattern: str = "*") -> tuple[pd.DataFrame, pd
         if len(log):
             logs.append(log.assign(run=run_dir.name))
     return (pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()), pd.DataFrame(cfgs)
+
+
+def wall_minutes(*logs: pd.DataFrame) -> pd.Series:
+    """Wall-clock minutes of each run (its last logged ``wall``), indexed by ``run``, from one or more metrics
+    tables as :func:`collect` returns them (a run in several tables: its largest value)."""
+    both = pd.concat(logs, ignore_index=True)
+    return both.dropna(subset=["wall"]).groupby("run").wall.max() / 60

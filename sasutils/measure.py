@@ -251,13 +251,16 @@ def paired_margins(held: pd.DataFrame, run_dirs: Sequence[str | Path], treebank:
     if missing:
         raise ValueError(f"rows for runs not in run_dirs: {missing}")
     sents = load_treebank(treebank, data_dir)
+    encoded = {}  # one tokenizer per run: encode the treebank once
     out = []
     for (run, step), g in tqdm(held.groupby(["run", "step"], sort=True), desc="paired tests", disable=not progress):
         ckpt = dict(list_checkpoints(by_name[run])).get(int(step))
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint at step {step} in {by_name[run] / 'checkpoints'}")
         m, t = load_checkpoint(ckpt)
-        enc = sas.first_n(sas.encode_treebank(sents, t, m.config.max_position_embeddings), n_sentences)
+        if run not in encoded:
+            encoded[run] = sas.first_n(sas.encode_treebank(sents, t, m.config.max_position_embeddings), n_sentences)
+        enc = encoded[run]
         wc = sas.word_correctness(m, enc)
         S = len(enc)
         for _, r in g.iterrows():
@@ -305,19 +308,25 @@ def bh_adjust(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def add_fdr(paired: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paired_margins` rows with ``q`` and ``q_edge``: :func:`bh_adjust` of ``p_sentences`` and of
+    ``p_mirror_sentences``, all rows of the table one family each."""
+    return paired.assign(q=bh_adjust(paired.p_sentences), q_edge=bh_adjust(paired.p_mirror_sentences))
+
+
 def paired_summary(paired: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per relation, over the runs of :func:`paired_margins` (one row per run and relation): how many runs'
     chosen head beats (``above``) or trails (``below``) the chosen offset, by the sentence-level test at a false
-    discovery rate of ``alpha`` over the whole table (:func:`bh_adjust` of ``p_sentences``, all rows and
-    relations one family), against the plain offset and against the edge rule (``*_edge``, from
-    ``p_mirror_sentences``), with the mean and range of the margins. One row per relation, "all" first."""
+    discovery rate of ``alpha`` over the whole table (:func:`add_fdr`'s ``q``), against the plain offset and
+    against the edge rule (``*_edge``, from ``q_edge``), with the mean and range of the margins. One row per
+    relation, "all" first."""
     if paired.duplicated(["run", "relation"]).any():
         raise ValueError("paired has several rows per (run, relation): keep one step per run")
     cols = ["relation", "runs", "arcs", "above", "below", "margin_mean", "margin_min", "margin_max", "above_edge",
             "below_edge", "edge_margin_mean"]
     if not len(paired):
         return pd.DataFrame(columns=cols)
-    d = paired.assign(q=bh_adjust(paired.p_sentences), q_edge=bh_adjust(paired.p_mirror_sentences))
+    d = add_fdr(paired)
 
     def count(g, sign, m, q):
         return int(((np.sign(g[m]) == sign) & (g[q] < alpha)).sum())

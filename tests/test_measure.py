@@ -93,6 +93,8 @@ def test_paired_summary_counts_runs_and_refuses_repeated_rows():
     assert (s.above == 1).all() and (s.below == 1).all() and (s.above_edge == 1).all()
     with pytest.raises(ValueError, match="several rows"):
         measure.paired_summary(pd.DataFrame(rows + rows[:1]))
+    q = measure.add_fdr(pd.DataFrame(rows))
+    assert np.allclose(q.q, measure.bh_adjust(q.p_sentences)) and np.allclose(q.q_edge, q.q)
     assert measure.paired_summary(pd.DataFrame(columns=list(rows[0]))).empty
 
 
