@@ -130,6 +130,7 @@ class PageLog:
         self.foreign: list[str] = []
         self.failed: list[str] = []
         self.errors: list[str] = []
+        self.pending: dict[object, str] = {}  # requests started and not yet finished or failed
 
     def problems(self) -> list[str]:
         return (
@@ -153,12 +154,29 @@ def _open(context, url: str):
             r.continue_()
 
     page.route("**/*", route)
+    page.on("request", lambda r: log.pending.__setitem__(r, r.url))
+    page.on("requestfinished", lambda r: log.pending.pop(r, None))
+    page.on("requestfailed", lambda r: log.pending.pop(r, None))
     page.on("console", lambda m: log.errors.append(f"{m.text} ({m.location.get('url', '')})") if m.type == "error" else None)
     page.on("pageerror", lambda e: log.errors.append(f"uncaught: {e}"))
     page.on("requestfailed", lambda r: log.failed.append(f"{r.url} ({r.failure})") if r.url not in log.foreign else None)
     page.on("response", lambda r: log.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
     page.goto(url, wait_until="load", timeout=60_000)
     return page, log
+
+
+def _settle(page, log: PageLog, quiet_ms: int = 500, timeout_ms: int = 60_000) -> list[str]:
+    """Wait until no request has been in flight for ``quiet_ms`` (late fonts, lazy scripts); returns the
+    URLs still pending after ``timeout_ms`` (empty when the page settled). Playwright's own
+    ``networkidle`` wait says only "timeout", not which request kept the page busy."""
+    quiet, waited = 0, 0
+    while waited < timeout_ms:
+        quiet = quiet + 100 if not log.pending else 0
+        if quiet >= quiet_ms:
+            return []
+        page.wait_for_timeout(100)
+        waited += 100
+    return sorted(set(log.pending.values()))
 
 
 def _pages(html_dir: Path) -> list[str]:
@@ -195,7 +213,7 @@ def test_every_page_offline(browser, html_dir, base_url):  # browser first: skip
             page.wait_for_function(MATH_DONE_JS, timeout=30_000)
         except Exception:
             problems.append("math not typeset (no mjx-container)")
-        page.wait_for_load_state("networkidle", timeout=30_000)  # late requests (fonts, lazy scripts)
+        problems += [f"request still pending after 60 s: {u}" for u in _settle(page, log)]
         problems += [p for p in log.problems() if p not in problems]
         page.close()
         if problems:
