@@ -453,8 +453,9 @@ def train(
         moved = _vocab_moves(saved_tok, tok.get_vocab())
         if moved:
             raise TrainingError(f"{saved_tok.parent} differs from the corpus tokenizer ({moved}): this run was started "
-                                "with another tokenizer (a cache built by another version, or rebuilt); resume it with "
-                                "that cache, or train into a new run_dir")
+                                "with another tokenizer (from a rebuilt cache, or from a sasutils before 2026-11-27, whose "
+                                "caches numbered the pieces by chance); finish it with the code and cache it started "
+                                "with, or train into a new run_dir")
     else:
         save_atomic(tok, run_dir / "tokenizer")
 
