@@ -802,6 +802,16 @@ def timing(reports: Any) -> Any:
     return out
 
 
+def never_left_plateau(reports: Any, loss_above: float = 6.2, sas_below: float = 0.15) -> Any:
+    """Which runs (rows of :func:`transition_report`) never left the plateau: a boolean Series, True where the final
+    held-out loss is still above ``loss_above`` nats and the final SAS scalar below ``sas_below``.
+
+    The defaults fit the presets' Wikipedia sample: its plateau sits at 6.3-6.4 nats (unigram entropy 6.95), and heads
+    at initialisation score 0.11-0.15. Such a run has no onset to read, whatever the detectors return for it.
+    """
+    return (reports["loss_final"] > loss_above) & (reports["uas_final"] < sas_below)
+
+
 def miss_counts(reports: Any) -> str:
     """How often each criterion of :data:`CRITERIA` fails over rows of :func:`transition_report`, as text:
     ``"uas_ok in 3; onset_ok in 1"`` (``"none"`` if every row meets every criterion)."""

@@ -437,3 +437,10 @@ def test_miss_counts_names_each_failing_criterion_once():
     rep.loc[[0, 2], "uas_ok"] = False
     rep.loc[1, "onset_ok"] = False
     assert miss_counts(rep) == "uas_ok in 2; onset_ok in 1"  # in the order of CRITERIA
+
+
+def test_never_left_plateau_needs_both_the_loss_and_sas():
+    reports = pd.DataFrame({"loss_final": [6.34, 6.34, 5.0, 6.05], "uas_final": [0.12, 0.32, 0.12, 0.20]})
+    assert O.never_left_plateau(reports).tolist() == [True, False, False, False]
+    assert O.never_left_plateau(reports, loss_above=6.0, sas_below=0.25).tolist() == [True, False, False, True]
+
