@@ -443,4 +443,3 @@ def test_never_left_plateau_needs_both_the_loss_and_sas():
     reports = pd.DataFrame({"loss_final": [6.34, 6.34, 5.0, 6.05], "uas_final": [0.12, 0.32, 0.12, 0.20]})
     assert O.never_left_plateau(reports).tolist() == [True, False, False, False]
     assert O.never_left_plateau(reports, loss_above=6.0, sas_below=0.25).tolist() == [True, False, False, True]
-

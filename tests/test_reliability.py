@@ -188,8 +188,6 @@ def test_resume_with_other_config_is_refused(tmp_path, corpus, reference):
 
 def test_resume_with_another_tokenizer_is_refused(tmp_path, corpus, reference):
     """A run whose saved tokenizer numbers the pieces differently (e.g. a rebuilt cache) is not resumed."""
-    import json
-
     run_dir = tmp_path / "run"
     shutil.copytree(reference(tiny_cfg()), run_dir)
     tok_json = run_dir / "tokenizer" / "tokenizer.json"

@@ -38,7 +38,7 @@ def test_ids_do_not_depend_on_the_trainers_numbering(raw_tokenizer):
     backend.model = WordPiece({**{t: i for i, t in enumerate(SPECIAL_TOKENS)},
                                **{t: i for i, t in enumerate(pieces, len(SPECIAL_TOKENS))}}, unk_token="[UNK]")
     shuffled = canonicalize(backend)
-    assert shuffled.get_vocab() != raw_tokenizer.get_vocab() or len(pieces) < 2
+    assert shuffled.get_vocab() != raw_tokenizer.get_vocab()
     assert canonicalize(raw_tokenizer).get_vocab() == shuffled.get_vocab() == canonical_vocab(raw_tokenizer.get_vocab())
 
 
