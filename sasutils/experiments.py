@@ -103,13 +103,14 @@ def collect(runs_root: str | Path, pattern: str = "*") -> tuple[pd.DataFrame, pd
 
     Returns ``(logs, configs)``: all metrics logs with a ``run`` column, and one row per run with its
     configuration, ``last_step`` and ``finished``. Runs stopped early (killed, or abandoned in a
-    search) are kept: a search table shows failures too.
+    search) are kept: a search table shows failures too. A configuration saved before an option of
+    :data:`sasutils.train.LATER_DEFAULTS` existed ran at its default, and is listed with it.
     """
     logs, cfgs = [], []
     for run_dir in sorted(Path(runs_root).glob(pattern)):
         if not (run_dir / "config.json").exists():
             continue
-        cfg = json.loads((run_dir / "config.json").read_text())
+        cfg = {**T.LATER_DEFAULTS, **json.loads((run_dir / "config.json").read_text())}
         log = T.read_metrics(run_dir)
         last = int(log.step.max()) if len(log) else -1
         cfgs.append({"run": run_dir.name, **{k: (str(v) if isinstance(v, list) else v) for k, v in cfg.items()},

@@ -1,7 +1,8 @@
 """BERT presets and the masked-positions-only MLM loss.
 
 The model is Hugging Face's :class:`~transformers.BertForMaskedLM` (what the paper studies), built
-from a named preset. A preset is a plain dict of values: the architecture *and* the training recipe
+from a named preset; with ``ln_placement="pre"`` it is :class:`~transformers.MegatronBertForMaskedLM`, the same
+BERT with its layer norms moved in front of each sub-layer (Shoeybi et al. 2019; see :func:`build_model`). A preset is a plain dict of values: the architecture *and* the training recipe
 that goes with it, so that ``02_train`` at a preset name is one reproducible configuration.
 
 Presets:
@@ -20,7 +21,7 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM, MegatronBertConfig, MegatronBertForMaskedLM
 
 # Architecture + recipe, as plain values. ``steps`` is the run length *and* the lr-decay horizon.
 PRESETS: dict[str, dict] = {
@@ -47,6 +48,8 @@ PRESETS: dict[str, dict] = {
     ),
 }
 ARCH_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+# "post": BERT's layer norm after each residual sum; "pre": before each sub-layer (Megatron-BERT)
+LN_PLACEMENTS = ("post", "pre")
 
 
 def preset(name: str, **overrides) -> dict:
@@ -64,12 +67,22 @@ def preset(name: str, **overrides) -> dict:
 def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | None = None) -> BertForMaskedLM:
     """A freshly initialised ``BertForMaskedLM`` for preset dict ``cfg``.
 
+    ``cfg["ln_placement"]`` (default ``"post"``): ``"post"`` is BERT's ``x = LN(x + f(x))`` after each
+    attention and feed-forward block, with a layer norm on the embeddings; ``"pre"`` is
+    ``x = x + f(LN(x))`` with one final layer norm after the last layer and none on the embeddings --
+    :class:`~transformers.MegatronBertForMaskedLM`, which has BERT's modules, parameter count, initialisation
+    (``initializer_range``) and MLM head, and is saved and loaded as its own model type. With the same
+    seed both placements draw the same initial weights (layer norms start at 1 and 0 and draw nothing).
+
     Attention uses ``sdpa`` (fast); :func:`attention_weights` switches to ``eager`` where the
-    weights are read, since ``sdpa`` returns none.
+    weights are read, since ``sdpa`` returns none. The pre-LN model has eager attention only.
     """
     if seed is not None:
         torch.manual_seed(seed)
-    config = BertConfig(
+    placement = cfg.get("ln_placement", "post")
+    if placement not in LN_PLACEMENTS:
+        raise ValueError(f"parameter ln_placement={placement!r}: must be one of {LN_PLACEMENTS}")
+    config = (BertConfig if placement == "post" else MegatronBertConfig)(
         vocab_size=vocab_size,
         max_position_embeddings=cfg["seq_len"],
         hidden_dropout_prob=cfg["dropout"],
@@ -79,14 +92,23 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
         initializer_range=cfg.get("init_range", 0.02),  # std of the normal init (BERT: 0.02)
         **{k: cfg[k] for k in ARCH_KEYS},
     )
-    model = BertForMaskedLM(config)
+    model = (BertForMaskedLM if placement == "post" else MegatronBertForMaskedLM)(config)
     if cfg.get("pos_init", "normal") == "sinusoidal":
         # drawn after the normal init, so every other weight equals the "normal" run of the same seed
         with torch.no_grad():
             model.bert.embeddings.position_embeddings.weight.copy_(
                 sinusoidal_positions(cfg["seq_len"], cfg["hidden_size"], config.initializer_range))
-    model.set_attn_implementation("sdpa")
+    set_attention(model, "sdpa")
     return model
+
+
+def set_attention(model, impl: str) -> None:
+    """Switch ``model`` to attention implementation ``impl`` (``"sdpa"`` or ``"eager"``) where it has both;
+    a model with eager attention only (the pre-LN :class:`~transformers.MegatronBertForMaskedLM`) stays eager."""
+    if model.config.model_type == "megatron-bert":
+        return
+    if model.config._attn_implementation != impl:
+        model.set_attn_implementation(impl)
 
 
 def sinusoidal_positions(n_positions: int, dim: int, std: float) -> torch.Tensor:
@@ -109,13 +131,11 @@ def sinusoidal_positions(n_positions: int, dim: int, std: float) -> torch.Tensor
 def attention_weights(model: BertForMaskedLM) -> Iterator[BertForMaskedLM]:
     """Context in which ``model`` runs eager attention, so ``output_attentions=True`` returns weights."""
     before = model.config._attn_implementation
-    if before != "eager":
-        model.set_attn_implementation("eager")
+    set_attention(model, "eager")
     try:
         yield model
     finally:
-        if before != "eager":
-            model.set_attn_implementation(before)
+        set_attention(model, before)
 
 
 def masked_lm_loss(

@@ -48,7 +48,8 @@ Callback = Callable[[torch.nn.Module, int], dict]
 
 # Options added after runs were published: at these values they are left out of a run's identity, so
 # earlier runs keep their names and still resume; any other value is part of the identity as usual.
-LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02, reg_attention="all", pos_init="normal")
+LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02, reg_attention="all", pos_init="normal",
+                      ln_placement="post")
 DEFAULTS = dict(
     preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
@@ -93,6 +94,8 @@ def make_config(preset: str = "cpu-tiny", **params) -> dict:
     other word pieces first; see :mod:`sasutils.regularizer`).
     ``pos_init``: ``"normal"`` (BERT's) or ``"sinusoidal"`` (the learned position table starts as a scaled
     sinusoid; see :func:`sasutils.model.sinusoidal_positions`).
+    ``ln_placement``: ``"post"`` (BERT's) or ``"pre"`` (layer norm before each sub-layer; see
+    :func:`sasutils.model.build_model`).
     """
     preset_keys = set(model_lib.preset(preset))
     cfg = model_lib.preset(preset, **{k: v for k, v in params.items() if k in preset_keys})
@@ -144,6 +147,7 @@ def validate_config(cfg: dict) -> None:
     need(cfg["lr_schedule"] in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
     need(is_num(cfg["init_range"]) and 0 < cfg["init_range"] < 1, "init_range", "must be a number in (0, 1)")
     need(cfg["pos_init"] in POS_INITS, "pos_init", f"must be one of {POS_INITS}")
+    need(cfg["ln_placement"] in model_lib.LN_PLACEMENTS, "ln_placement", f"must be one of {model_lib.LN_PLACEMENTS}")
     need(0 < cfg["mask_prob"] < 1, "mask_prob", "must be in (0, 1)")
     need(0 <= cfg["dropout"] < 1, "dropout", "must be in [0, 1)")
     need(cfg["hidden_size"] % cfg["num_attention_heads"] == 0, "hidden_size",
@@ -321,12 +325,12 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 def load_checkpoint(path: str | Path):
     """``(model, tokenizer)`` from a checkpoint folder, verified first."""
-    from transformers import AutoTokenizer, BertForMaskedLM
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     path = Path(path)
     verify_checkpoint(path)
-    model = BertForMaskedLM.from_pretrained(path)
-    model.set_attn_implementation("sdpa")
+    model = AutoModelForMaskedLM.from_pretrained(path)  # BERT, or the pre-LN Megatron-BERT (config's model_type)
+    model_lib.set_attention(model, "sdpa")
     return model, AutoTokenizer.from_pretrained(path)
 
 
@@ -523,7 +527,7 @@ def train(
         lam = lam_at(cfg, step)
         want = "eager" if lam != 0 else "sdpa"
         if want != mode:
-            model.set_attn_implementation(want)
+            model_lib.set_attention(model, want)
             mode = want
         torch.manual_seed(int(_rng(cfg["seed"], step, 9).integers(2**62)))  # dropout
         rows = batch_indices(len(data.train), cfg["batch_size"], cfg["seed"], step)

@@ -37,3 +37,75 @@ def test_presets():
         preset("huge")
     with pytest.raises(ValueError, match="unknown preset field"):
         preset("cpu-tiny", hiden_size=3)
+
+
+def _pre_ln_reference(m, ids, attn):
+    """Pre-LN BERT written out: x = x + Attn(LN(x)); x = x + FFN(LN(x)); final LN (no embedding LN)."""
+    e, enc = m.bert.embeddings, m.bert.encoder
+    T = ids.shape[1]
+    x = e.word_embeddings(ids) + e.position_embeddings.weight[:T] + e.token_type_embeddings.weight[0]
+    H = m.config.num_attention_heads
+    d = m.config.hidden_size // H
+    bias = (1.0 - attn[:, None, None, :].float()) * torch.finfo(torch.float32).min  # (B, 1, 1, T)
+    for lay in enc.layer:
+        h = lay.attention.ln(x)
+        q, k, v = (f(h).view(*h.shape[:2], H, d).transpose(1, 2) for f in
+                   (lay.attention.self.query, lay.attention.self.key, lay.attention.self.value))
+        a = torch.softmax(q @ k.transpose(-1, -2) / d ** 0.5 + bias, dim=-1)  # (B, H, T, T)
+        x = x + lay.attention.output.dense((a @ v).transpose(1, 2).reshape(x.shape))
+        x = x + lay.output.dense(torch.nn.functional.gelu(lay.intermediate.dense(lay.ln(x))))
+    return enc.ln(x)
+
+
+def test_pre_ln_model_matches_a_written_out_pre_ln_bert():
+    from sasutils import train as T
+
+    cfg = T.make_config("cpu-tiny", ln_placement="pre")
+    m = build_model(cfg, 1000, seed=0).eval()
+    with torch.no_grad():  # layer norms start at (1, 0): perturb them so their placement matters
+        for n, p in m.named_parameters():
+            if "ln" in n.split(".") or "LayerNorm" in n:
+                p.add_(0.3 * torch.randn_like(p))
+    ids = torch.randint(5, 1000, (3, 11))
+    attn = torch.ones_like(ids)
+    attn[2, 6:] = 0
+    with torch.no_grad():
+        out = m.bert(input_ids=ids, attention_mask=attn).last_hidden_state
+        ref = _pre_ln_reference(m, ids, attn)
+    keep = attn.bool()
+    assert torch.allclose(out[keep], ref[keep], atol=1e-4)
+    post = build_model(T.make_config("cpu-tiny"), 1000, seed=0).eval()
+    with torch.no_grad():  # BERT's post-LN differs from the written-out pre-LN on the same weights
+        assert not torch.allclose(post.bert(input_ids=ids, attention_mask=attn).last_hidden_state[keep], ref[keep],
+                                  atol=1e-2)
+
+
+def test_pre_ln_is_a_clean_ablation_of_bert():
+    from sasutils import train as T
+
+    base = T.make_config("cpu-tiny", seed=0)
+    pre = T.make_config("cpu-tiny", seed=0, ln_placement="pre")
+    assert "ln_placement" not in T.identity(base) and T.run_name(pre) != T.run_name(base)
+    with pytest.raises(ValueError, match="ln_placement"):
+        T.make_config("cpu-tiny", ln_placement="sandwich")
+    a = build_model(base, 1000, seed=0).state_dict()
+    b = build_model(pre, 1000, seed=0).state_dict()
+    assert sum(v.numel() for v in a.values()) == sum(v.numel() for v in b.values())
+    shared = [k for k in a if k in b and "LayerNorm" not in k and not k.endswith("position_ids")]
+    assert len(shared) >= 20 and all(torch.equal(a[k], b[k]) for k in shared)  # same draw for every weight
+
+
+def test_pre_ln_attention_weights_and_checkpoint_round_trip(tmp_path, small_tokenizer):
+    from sasutils import train as T
+
+    m = build_model(T.make_config("cpu-tiny", ln_placement="pre"), len(small_tokenizer), seed=0)
+    ids = torch.randint(5, 100, (2, 7))
+    with attention_weights(m):
+        _, att = masked_lm_loss(m, ids, torch.ones_like(ids), ids, output_attentions=True)
+    assert len(att) == 2 and torch.allclose(att[0].sum(-1), torch.ones(2, 8, 7), atol=1e-5)
+    path = T.save_checkpoint(m, small_tokenizer, tmp_path, 0)
+    m2, _ = T.load_checkpoint(path)
+    assert type(m2).__name__ == "MegatronBertForMaskedLM"  # not silently read back as post-LN BERT
+    with torch.no_grad():
+        assert torch.allclose(m.eval().bert(input_ids=ids).last_hidden_state,
+                              m2.eval().bert(input_ids=ids).last_hidden_state, atol=1e-6)
