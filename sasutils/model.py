@@ -105,7 +105,7 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
 def set_attention(model, impl: str) -> None:
     """Switch ``model`` to attention implementation ``impl`` (``"sdpa"`` or ``"eager"``) where it has both;
     a model with eager attention only (the pre-LN :class:`~transformers.MegatronBertForMaskedLM`) stays eager."""
-    if model.config.model_type == "megatron-bert":
+    if getattr(model.config, "model_type", None) == "megatron-bert":
         return
     if model.config._attn_implementation != impl:
         model.set_attn_implementation(impl)
