@@ -48,8 +48,10 @@ PRESETS: dict[str, dict] = {
     ),
 }
 ARCH_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
-# "post": BERT's layer norm after each residual sum; "pre": before each sub-layer (Megatron-BERT)
-LN_PLACEMENTS = ("post", "pre")
+# (config, model) per layer-norm placement. "post": BERT's layer norm after each residual sum; "pre": before each
+# sub-layer (Megatron-BERT)
+ARCHITECTURES = {"post": (BertConfig, BertForMaskedLM), "pre": (MegatronBertConfig, MegatronBertForMaskedLM)}
+LN_PLACEMENTS = tuple(ARCHITECTURES)
 
 
 def preset(name: str, **overrides) -> dict:
@@ -82,7 +84,8 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
     placement = cfg.get("ln_placement", "post")
     if placement not in LN_PLACEMENTS:
         raise ValueError(f"parameter ln_placement={placement!r}: must be one of {LN_PLACEMENTS}")
-    config = (BertConfig if placement == "post" else MegatronBertConfig)(
+    config_cls, model_cls = ARCHITECTURES[placement]
+    config = config_cls(
         vocab_size=vocab_size,
         max_position_embeddings=cfg["seq_len"],
         hidden_dropout_prob=cfg["dropout"],
@@ -92,7 +95,7 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
         initializer_range=cfg.get("init_range", 0.02),  # std of the normal init (BERT: 0.02)
         **{k: cfg[k] for k in ARCH_KEYS},
     )
-    model = (BertForMaskedLM if placement == "post" else MegatronBertForMaskedLM)(config)
+    model = model_cls(config)
     if cfg.get("pos_init", "normal") == "sinusoidal":
         # drawn after the normal init, so every other weight equals the "normal" run of the same seed
         with torch.no_grad():
@@ -104,8 +107,9 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
 
 def set_attention(model, impl: str) -> None:
     """Switch ``model`` to attention implementation ``impl`` (``"sdpa"`` or ``"eager"``) where it has both;
-    a model with eager attention only (the pre-LN :class:`~transformers.MegatronBertForMaskedLM`) stays eager."""
-    if getattr(model.config, "model_type", None) == "megatron-bert":
+    a model without sdpa (``_supports_sdpa`` False: the pre-LN :class:`~transformers.MegatronBertForMaskedLM`)
+    stays eager."""
+    if impl == "sdpa" and not getattr(model, "_supports_sdpa", True):
         return
     if model.config._attn_implementation != impl:
         model.set_attn_implementation(impl)
