@@ -831,8 +831,9 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
     - ``drop_ok``: the loss drop (:func:`loss_bend_window`: plateau bending into a descent, then
       flattening) loses >= 0.5 nats within <= 20 % of the run (``bend_*``; the steepest-descent
       window of :func:`detect_onsets` is reported too, as ``loss_drop_*``);
-    - ``uas_ok``: SAS scalar <= 0.15 before the transition (at the last evaluation before the
-      earlier of the structure onset and the drop's start) and >= 0.30 after the drop;
+    - ``uas_ok``: SAS scalar <= 0.15 before the transition (at the last evaluation at or before the
+      earlier of the structure onset and the drop's start: a reading taken at ▲ itself counts as before)
+      and >= 0.30 after the drop;
     - ``beats_offset``: the final SAS scalar exceeds the best fixed-offset baseline (and, reported beside
       the criteria where the log has ``offset_edge_best``: ``beats_edge``, the same against the offsets with
       the edge rule of :func:`sasutils.sas.offset_correct`, which a positional head also follows);

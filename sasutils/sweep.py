@@ -220,12 +220,15 @@ def _read_status(runs_root: Path) -> dict[str, float]:
 
 
 def _write_status(status: dict, names: list[str], runs_root: Path) -> pd.DataFrame:
-    """``runs_root/sweep_status.csv``: this sweep's rows, plus earlier sweeps' rows of runs not in it."""
+    """``runs_root/sweep_status.csv``: this sweep's rows, plus earlier sweeps' rows of runs not in it (except
+    those that never started: a plan edited between sweeps dropped them, and no folder of theirs exists)."""
     table = pd.DataFrame([{"run": names[i], "status": s, "seconds": round(sec, 1), "error": e}
                           for i, (s, sec, e) in status.items()])
     old = _earlier_status(runs_root)
     if old is not None:
-        table = pd.concat([old[~old.run.isin(table.run)], table], ignore_index=True)
+        old = old[~old.run.isin(table.run) & ((old.status != "not started") | old.run.map(
+            lambda r: (runs_root / r).exists()))]
+        table = pd.concat([old, table], ignore_index=True)
     table.to_csv(runs_root / "sweep_status.csv", index=False)
     return table
 

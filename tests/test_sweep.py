@@ -100,6 +100,17 @@ def test_status_of_a_stopped_worker_follows_its_exit(tmp_path):
     assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")  # finished just before the deadline
 
 
+def test_status_table_drops_runs_an_edited_plan_never_started(tmp_path):
+    pd.DataFrame([{"run": "old_done", "status": "done", "seconds": 5.0, "error": ""},
+                  {"run": "dropped", "status": "not started", "seconds": 0.0, "error": ""},
+                  {"run": "stopped_early", "status": "not started", "seconds": 0.0, "error": ""}]
+                 ).to_csv(tmp_path / "sweep_status.csv", index=False)
+    (tmp_path / "stopped_early").mkdir()  # a folder exists: it did start once, so its row stays
+    table = sweep._write_status({0: ("done", 3.0, "")}, ["new"], tmp_path)
+    assert list(table.run) == ["old_done", "stopped_early", "new"], table
+    assert pd.read_csv(tmp_path / "sweep_status.csv").run.tolist() == list(table.run)
+
+
 def test_failed_run_reports_its_error(tmp_path):
     runs = [{**TINY, "corpus_sentences": 10}]  # too small a corpus: fails inside the worker
     table = sweep.run_plan(runs, tmp_path / "runs", workers=1)
