@@ -90,6 +90,12 @@ def span(values, digits: int = 3, signed: bool = False) -> str:
     return lo if lo == hi else f"{lo} to {hi}" if signed else f"{lo}–{hi}"
 
 
+def and_list(items) -> str:
+    """Items as an English list: ``and_list([0, 2, 3]) == "0, 2 and 3"``, one item alone, ``"none"`` if empty."""
+    items = [str(i) for i in items]
+    return "none" if not items else items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def paired(rep: pd.DataFrame, variant: str, column: str, base: str = "Base") -> pd.Series:
     """Per-seed difference ``variant - base`` of ``column`` (seeds present in both)."""
     a = rep[rep.variant == variant].set_index("seed")[column]

@@ -67,6 +67,12 @@ def test_paired_differences_and_intervals():
     assert claims.release_step("SAS−(3000)") == 3000 and claims.release_step("SAS-") is None
 
 
+def test_and_list_reads_as_english():
+    assert claims.and_list([0, 2, 3]) == "0, 2 and 3" and claims.and_list(["a", "b"]) == "a and b"
+    assert claims.and_list([5]) == "5" and claims.and_list([]) == "none"
+    assert claims.and_list(str(s) for s in range(2)) == "0 and 1"  # any iterable, read once
+
+
 def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="variant"):
         claims.reports(pd.DataFrame({"run": ["a"], "step": [0], "eval_loss": [1.0], "seed": [0]}))
