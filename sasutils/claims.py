@@ -96,6 +96,31 @@ def and_list(items) -> str:
     return "none" if not items else items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
+def run_summary(r) -> dict[str, str]:
+    """One run (a row of :func:`sasutils.onsets.timing`) as text: ▲, the loss bend's start and nats, the lead of ▲,
+    SAS before / after, and the criteria it misses (``"none"``)."""
+    digits = {"structure_onset": 0, "bend_start": 0, "lead": 0, "uas_before": 3, "uas_after": 3, "bend_nats": 2}
+    return {**{col: span([getattr(r, col)], nd) for col, nd in digits.items()}, "misses": r.misses or "none"}
+
+
+# seed_summary's keys (short: they name glued values) and the column titles a table shows them under
+SEED_COLUMNS = {"seeds": "seeds", "ok": "every criterion", "misses": "misses", "onset": "▲", "bend": "loss bend",
+                "lead": "lead of ▲", "before": "SAS before", "after": "SAS after", "margin": "final SAS − offset",
+                "blimp_onset": "BLiMP at ▲", "blimp_end": "BLiMP end", "minutes": "minutes"}
+
+
+def seed_summary(g: pd.DataFrame) -> dict[str, str]:
+    """One configuration's seeds (rows of :func:`sasutils.onsets.timing` with a ``minutes`` column) as text, keyed
+    as :data:`SEED_COLUMNS`: how many meet every criterion, what the others miss, and the span over seeds of ▲, the
+    bend, the lead, SAS before / after, the final SAS's margin over the best offset, BLiMP and wall minutes."""
+    g = g.sort_values("seed")
+    return {"seeds": ", ".join(map(str, g.seed)), "ok": f"{int(g.all_ok.sum())} of {len(g)}",
+            "misses": onsets.miss_counts(g), "onset": span(g.structure_onset, 0), "bend": span(g.bend_start, 0),
+            "lead": span(g.lead, 0), "before": span(g.uas_before, 3), "after": span(g.uas_after, 3),
+            "margin": span(g.uas_final - g.offset_best, 3, signed=True), "blimp_onset": span(g.blimp_at_onset, 3),
+            "blimp_end": span(g.blimp_final, 3), "minutes": span(g.minutes, 0)}
+
+
 def paired(rep: pd.DataFrame, variant: str, column: str, base: str = "Base") -> pd.Series:
     """Per-seed difference ``variant - base`` of ``column`` (seeds present in both)."""
     a = rep[rep.variant == variant].set_index("seed")[column]

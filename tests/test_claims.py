@@ -73,6 +73,26 @@ def test_and_list_reads_as_english():
     assert claims.and_list(str(s) for s in range(2)) == "0 and 1"  # any iterable, read once
 
 
+def test_run_and_seed_summaries_as_text():
+    from sasutils.onsets import CRITERIA, timing
+
+    g = timing(pd.DataFrame({
+        "seed": [1, 0], "structure_onset": [1000.0, 875.0], "capabilities_onset": [1600.0, 1500.0],
+        "bend_start": [1343.75, 1125.0], "bend_nats": [0.62, 0.61], "uas_before": [0.149, 0.148],
+        "uas_after": [0.327, 0.366], "uas_final": [0.321, 0.356], "offset_best": 0.308, "blimp_at_onset": [0.53, 0.54],
+        "blimp_final": [0.55, 0.57], "minutes": [18.6, 19.9], **{c: [True, True] for c in CRITERIA}}))
+    g.loc[0, "onset_ok"] = False
+    g = timing(g)
+    assert claims.run_summary(next(g.itertuples())) == {
+        "structure_onset": "1,000", "bend_start": "1,344", "lead": "344", "uas_before": "0.149", "uas_after": "0.327",
+        "bend_nats": "0.62", "misses": "onset_ok"}
+    s = claims.seed_summary(g)
+    assert list(s) == list(claims.SEED_COLUMNS)
+    assert s["seeds"] == "0, 1" and s["ok"] == "1 of 2" and s["misses"] == "onset_ok in 1"
+    assert s["onset"] == "875–1,000" and s["lead"] == "250–344" and s["margin"] == "+0.013 to +0.048"
+    assert s["minutes"] == "19–20" and s["blimp_end"] == "0.550–0.570"
+
+
 def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="variant"):
         claims.reports(pd.DataFrame({"run": ["a"], "step": [0], "eval_loss": [1.0], "seed": [0]}))

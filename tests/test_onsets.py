@@ -443,3 +443,27 @@ def test_never_left_plateau_needs_both_the_loss_and_sas():
     reports = pd.DataFrame({"loss_final": [6.34, 6.34, 5.0, 6.05], "uas_final": [0.12, 0.32, 0.12, 0.20]})
     assert O.never_left_plateau(reports).tolist() == [True, False, False, False]
     assert O.never_left_plateau(reports, loss_above=6.0, sas_below=0.25).tolist() == [True, False, False, True]
+
+
+def test_restated_criteria_read_sas_strictly_before_and_widen_the_onset_rule():
+    from sasutils.onsets import CRITERIA, restated_criteria, timing
+
+    steps = np.arange(0, 2001, 250.0)
+    logs = pd.concat([
+        pd.DataFrame({"run": "on", "step": steps, "sas_uas": [0.1, 0.13, 0.14, 0.14, 0.17, 0.25, 0.31, 0.32, 0.32]}),
+        pd.DataFrame({"run": "off", "step": steps, "sas_uas": [0.1, 0.13, 0.14, 0.16, 0.17, 0.25, 0.31, 0.32, 0.32]}),
+        pd.DataFrame({"run": "far", "step": steps, "sas_uas": 0.12})])
+    rep = timing(pd.DataFrame({
+        "run": ["on", "off", "far"], "structure_onset": [1000.0, 937.5, 562.5], "bend_start": [1187.5, 1343.75, 1125.0],
+        "capabilities_onset": [1600.0] * 3, "eval_interval": 250.0,
+        "uas_before": [0.17, 0.16, 0.12], "uas_after": [0.32, 0.32, 0.31], **{c: [True] * 3 for c in CRITERIA}}))
+    rep.loc[0, "uas_ok"] = rep.loc[1, "uas_ok"] = False  # what transition_report says of SAS 0.17 / 0.16 before
+    rep.loc[[1, 2], "onset_ok"] = False  # leads of 406 and 563 steps
+    out = restated_criteria(rep, logs)
+    # ▲ at step 1,000 is an evaluation step: its reading (0.17) counted as before; one interval earlier is 0.14
+    assert list(out.on_reading) == [True, False, False]
+    assert list(out.uas_before_strict) == [0.14, 0.16, 0.12]  # elsewhere the reading transition_report took
+    assert list(out.uas_ok_strict) == [True, False, True] and list(out.all_ok_strict) == [True, False, False]
+    assert list(out.onset_ok_2x) == [True, True, False]  # |lead| <= 500
+    assert list(out.all_ok_2x) == [False, False, False]  # "on" misses uas_ok, "off" uas_ok, "far" the wider rule
+    assert "on_reading" not in rep  # a copy
