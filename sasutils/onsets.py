@@ -97,6 +97,16 @@ __all__ = [
     "detect_onsets",
     "bootstrap_interval",
     "onset_table",
+    "loss_bend_window",
+    "CRITERIA",
+    "UAS_BEFORE_MAX",
+    "UAS_AFTER_MIN",
+    "transition_report",
+    "timing",
+    "miss_counts",
+    "never_left_plateau",
+    "restated_criteria",
+    "soft_onsets",
 ]
 
 MIN_POINTS = 5
@@ -928,4 +938,36 @@ def restated_criteria(reports: Any, logs: Any) -> Any:
     out["all_ok_strict"] = out.uas_ok_strict & others("uas_ok")
     out["onset_ok_2x"] = out.lead.abs() <= 2 * out.eval_interval
     out["all_ok_2x"] = out.onset_ok_2x & others("onset_ok")
+    return out
+
+
+def soft_onsets(reports: Any, logs: Any, skip_frac: float = 0.1) -> Any:
+    """▲ read on the soft SAS score instead of the argmax one: a diagnostic beside the onset rule, not applied.
+
+    The SAS scalar counts a head's argmax on the gold parent, so a head that only slightly prefers its parent
+    already scores; the soft score ``sas_soft`` (the best head's mean attention mass on the parent) grows only
+    as the attention sharpens. ``reports``: rows of :func:`timing` (``run``, ``bend_start``, ``eval_interval``);
+    ``logs``: their metrics tables (``run``, ``step``, ``sas_soft``), one run per name. The search skips the
+    first ``skip_frac`` of each run, as :func:`transition_report` does. Returns a copy with ``soft_onset``
+    (:func:`structure_onset` of ``sas_soft``, default smoothing), ``soft_lead = bend_start - soft_onset``,
+    ``soft_onset_ok`` (``|soft_lead| <= eval_interval``, the onset rule with the soft ▲) and ``uas_before_soft``:
+    the SAS scalar (argmax, ``sas_uas``) at the last evaluation at or before the earlier of the soft ▲ and the
+    bend, i.e. what "SAS <= 0.15 before" would read with the soft ▲.
+    """
+    out = reports.copy()
+    onset, before = [], []
+    for run, bend in zip(out.run, out.bend_start):
+        g = logs[logs.run == run]
+        soft = g.dropna(subset=["sas_soft"]).sort_values("step")
+        if len(soft) < MIN_POINTS:
+            raise ValueError(f"run {run!r}: sas_soft needs at least {MIN_POINTS} readings, got {len(soft)}")
+        onset.append(structure_onset(soft.step.values, soft.sas_soft.values,
+                                     step_range=(skip_frac * float(g.step.max()), None)))
+        uas = g.dropna(subset=["sas_uas"]).sort_values("step")
+        upto = uas[uas.step <= np.nanmin([onset[-1], bend, np.inf])].sas_uas
+        before.append(float(upto.iloc[-1]) if len(upto) else _NAN)
+    out["soft_onset"] = onset
+    out["soft_lead"] = out.bend_start - out.soft_onset
+    out["soft_onset_ok"] = out.soft_lead.abs() <= out.eval_interval
+    out["uas_before_soft"] = before
     return out

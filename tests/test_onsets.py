@@ -467,3 +467,26 @@ def test_restated_criteria_read_sas_strictly_before_and_widen_the_onset_rule():
     assert list(out.onset_ok_2x) == [True, True, False]  # |lead| <= 500
     assert list(out.all_ok_2x) == [False, False, False]  # "on" misses uas_ok, "off" uas_ok, "far" the wider rule
     assert "on_reading" not in rep  # a copy
+
+
+def test_soft_onsets_read_the_structure_onset_on_the_soft_score():
+    from sasutils.onsets import soft_onsets, structure_onset
+
+    steps = np.arange(0, 3001, 125.0)
+    soft = 0.05 + 0.2 / (1 + np.exp(-(steps - 1500) / 100))  # sharpens late: its ▲ sits before 1,500
+    early = 0.05 + 0.2 / (1 + np.exp(-(steps - 250) / 100))  # rises in the first 10 % of the run
+    uas = 0.1 + steps / 10000  # argmax SAS: 0.2 at step 1,000
+    logs = pd.concat([pd.DataFrame({"run": "late", "step": steps, "sas_soft": soft, "sas_uas": uas}),
+                      pd.DataFrame({"run": "early", "step": steps, "sas_soft": early + soft, "sas_uas": uas})])
+    rep = pd.DataFrame({"run": ["late", "early"], "bend_start": [1375.0, 1000.0], "eval_interval": 125.0})
+    out = soft_onsets(rep, logs)
+    expect = structure_onset(steps, soft, step_range=(300.0, None))
+    assert 1000 < expect < 1375 and out.soft_onset.tolist() == [expect, expect]  # the early rise is skipped
+    assert out.soft_lead.tolist() == [1375.0 - expect, 1000.0 - expect]
+    assert out.soft_onset_ok.tolist() == [abs(1375.0 - expect) <= 125, abs(1000.0 - expect) <= 125]
+    # SAS read at the last evaluation at or before the earlier of the soft ▲ and the bend
+    last = steps[steps <= expect][-1]
+    assert out.uas_before_soft.tolist() == pytest.approx([0.1 + last / 10000, 0.2])
+    assert "soft_onset" not in rep  # a copy
+    with pytest.raises(ValueError, match="'late'.*sas_soft needs at least"):
+        soft_onsets(rep, logs[logs.step < 500])
