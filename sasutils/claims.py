@@ -121,6 +121,25 @@ def seed_summary(g: pd.DataFrame) -> dict[str, str]:
             "blimp_end": span(g.blimp_final, 3), "minutes": span(g.minutes, 0)}
 
 
+def run_texts(reports: pd.DataFrame, key) -> dict[str, str]:
+    """:func:`run_summary` of every run, flat: ``{f"{key(row)}_{column}": text}`` (``key``: a row -> a name prefix,
+    e.g. of glued values)."""
+    return {f"{key(r)}_{col}": text for r in reports.itertuples() for col, text in run_summary(r).items()}
+
+
+def seed_table(reports: pd.DataFrame, by: list[str], key) -> tuple[dict[str, str], pd.DataFrame]:
+    """:func:`seed_summary` per configuration (a group of the columns ``by``). Returns the texts flat,
+    ``{f"{key(*values)}_{k}": text}`` (``values``: the group's values of ``by``), and a table of one row per
+    configuration, indexed by ``by``, its columns titled as :data:`SEED_COLUMNS`."""
+    texts, rows = {}, []
+    for values, g in reports.groupby(list(by)):
+        values = values if isinstance(values, tuple) else (values,)
+        summary = seed_summary(g)
+        texts.update({f"{key(*values)}_{k}": text for k, text in summary.items()})
+        rows.append({**dict(zip(by, values)), **summary})
+    return texts, pd.DataFrame(rows).set_index(list(by)).rename(columns=SEED_COLUMNS)
+
+
 def paired(rep: pd.DataFrame, variant: str, column: str, base: str = "Base") -> pd.Series:
     """Per-seed difference ``variant - base`` of ``column`` (seeds present in both)."""
     a = rep[rep.variant == variant].set_index("seed")[column]

@@ -830,6 +830,12 @@ def miss_counts(reports: Any) -> str:
     return "; ".join(f"{c} in {n}" for c, n in fails if n) or "none"
 
 
+def _at_or_before(df: Any, col: str, step: float) -> float:
+    """``df[col]`` at the last row with ``step <= step`` (rows sorted by step); NaN if none or ``step`` is NaN."""
+    d = df[df.step <= step] if np.isfinite(step) else df.iloc[:0]
+    return float(d[col].iloc[-1]) if len(d) else _NAN
+
+
 def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) -> dict[str, Any]:
     """Did a run show the phase transition? Onsets plus the small-regime criteria, as one flat dict.
 
@@ -864,11 +870,6 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
                           uas_steps=None if uas is None else uas.step.values,
                           step_range=(skip_frac * total, None), **detect_kwargs)
     interval = float(np.median(np.diff(uas.step.values))) if uas is not None and len(uas) > 1 else _NAN
-
-    def at_or_before(df, col, step):
-        d = df[df.step <= step] if np.isfinite(step) else df.iloc[:0]
-        return float(d[col].iloc[-1]) if len(d) else _NAN
-
     rep: dict[str, Any] = dict(found)
     # The criteria read the drop by the acceleration rule (see loss_bend_window): in runs this short the
     # steepest-descent window is often the tail of the initial decay, not a drop after a plateau.
@@ -877,12 +878,12 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
                                         step_range=(skip_frac * total, None), **smoothing)
     rep.update(bend_start=start, bend_end=end, bend_nats=nats)
     rep["eval_interval"] = interval
-    rep["loss_start_of_drop"] = at_or_before(loss, "eval_loss", start)
+    rep["loss_start_of_drop"] = _at_or_before(loss, "eval_loss", start)
     rep["loss_final"] = float(loss.eval_loss.iloc[-1])
     rep["drop_window_frac"] = (end - start) / total if np.isfinite(start) else _NAN
     if uas is not None:
         # "before the transition" = before whichever onset (UAS spike or loss bend) comes first
-        rep["uas_before"] = at_or_before(uas, "sas_uas", np.nanmin([start, found["structure_onset"], np.inf]))
+        rep["uas_before"] = _at_or_before(uas, "sas_uas", np.nanmin([start, found["structure_onset"], np.inf]))
         after = uas[uas.step >= end] if np.isfinite(end) else uas.iloc[:0]
         rep["uas_after"] = float(after.sas_uas.max()) if len(after) else _NAN
         rep["uas_final"] = float(uas.sas_uas.iloc[-1])
@@ -892,7 +893,7 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
         rep["offset_edge"] = float(log.offset_edge_best.dropna().iloc[-1])
     if "blimp_mean" in log and log.blimp_mean.notna().any():
         b = log[["step", "blimp_mean"]].dropna()
-        rep["blimp_at_onset"] = at_or_before(b, "blimp_mean", found["structure_onset"])
+        rep["blimp_at_onset"] = _at_or_before(b, "blimp_mean", found["structure_onset"])
         rep["blimp_final"] = float(b.blimp_mean.iloc[-1])
     rep["drop_ok"] = bool(nats >= 0.5 and rep["drop_window_frac"] <= 0.2)
     rep["uas_ok"] = bool(rep.get("uas_before", _NAN) <= UAS_BEFORE_MAX and rep.get("uas_after", _NAN) >= UAS_AFTER_MIN)
@@ -963,9 +964,8 @@ def soft_onsets(reports: Any, logs: Any, skip_frac: float = 0.1) -> Any:
             raise ValueError(f"run {run!r}: sas_soft needs at least {MIN_POINTS} readings, got {len(soft)}")
         onset.append(structure_onset(soft.step.values, soft.sas_soft.values,
                                      step_range=(skip_frac * float(g.step.max()), None)))
-        uas = g.dropna(subset=["sas_uas"]).sort_values("step")
-        upto = uas[uas.step <= np.nanmin([onset[-1], bend, np.inf])].sas_uas
-        before.append(float(upto.iloc[-1]) if len(upto) else _NAN)
+        before.append(_at_or_before(g.dropna(subset=["sas_uas"]).sort_values("step"), "sas_uas",
+                                    np.nanmin([onset[-1], bend, np.inf])))
     out["soft_onset"] = onset
     out["soft_lead"] = out.bend_start - out.soft_onset
     out["soft_onset_ok"] = out.soft_lead.abs() <= out.eval_interval

@@ -91,6 +91,14 @@ def test_run_and_seed_summaries_as_text():
     assert s["seeds"] == "0, 1" and s["ok"] == "1 of 2" and s["misses"] == "onset_ok in 1"
     assert s["onset"] == "875–1,000" and s["lead"] == "250–344" and s["margin"] == "+0.013 to +0.048"
     assert s["minutes"] == "19–20" and s["blimp_end"] == "0.550–0.570"
+    # the same, flat over runs and configurations (keys name glued values)
+    texts = claims.run_texts(g, lambda r: f"r{r.seed}")
+    assert texts["r1_lead"] == "344" and texts["r0_misses"] == "none" and len(texts) == 2 * 7
+    two = pd.concat([g.assign(lr=0.002), g.assign(lr=0.003, minutes=30.0)], ignore_index=True)
+    flat, table = claims.seed_table(two, ["lr"], lambda lr: f"g{lr * 1e3:g}")
+    assert flat["g2_ok"] == "1 of 2" and flat["g3_minutes"] == "30" and len(flat) == 2 * len(claims.SEED_COLUMNS)
+    assert list(table.index) == [0.002, 0.003] and list(table.columns) == list(claims.SEED_COLUMNS.values())
+    assert table.loc[0.002, "lead of ▲"] == s["lead"]
 
 
 def test_missing_columns_are_named():
