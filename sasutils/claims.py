@@ -12,6 +12,7 @@ Verdicts follow fixed rules (see :func:`five_claims`), never a judgement made af
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -88,6 +89,40 @@ def span(values, digits: int = 3, signed: bool = False) -> str:
     fmt = f"{{:+,.{digits}f}}" if signed else f"{{:,.{digits}f}}"
     lo, hi = fmt.format(v.min()), fmt.format(v.max())
     return lo if lo == hi else f"{lo} to {hi}" if signed else f"{lo}–{hi}"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a pass rate ``k / n`` (``z`` = 1.96: 95 %). With p = k/n,
+
+    centre = (p + z²/2n) / (1 + z²/n),   half-width = z √(p(1−p)/n + z²/4n²) / (1 + z²/n).
+
+    Unlike p ± z√(p(1−p)/n) it stays inside [0, 1] and is not empty at k = 0 or k = n, which matters for the few
+    seeds a configuration gets here."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"wilson: need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    p, d = k / n, 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sign_test(differences) -> float:
+    """Two-sided exact sign test of paired differences: zeros are dropped, and with n non-zero differences of which
+    k are positive, p = min(1, 2 · P(X ≤ min(k, n−k))) for X ~ Binomial(n, ½). NaN if every difference is zero."""
+    d = np.asarray(differences, float)
+    d = d[np.isfinite(d) & (d != 0)]
+    n, k = len(d), int((d > 0).sum())
+    if n == 0:
+        return float("nan")
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def pass_rate(flags) -> str:
+    """How many of the runs pass, with the 95 % Wilson interval: ``"4 of 11 (15–65 %)"``. Raises on no runs."""
+    flags = pd.Series(flags, dtype=bool)
+    lo, hi = wilson(int(flags.sum()), len(flags))
+    return f"{int(flags.sum())} of {len(flags)} ({100 * lo:.0f}–{100 * hi:.0f} %)"
 
 
 def and_list(items) -> str:

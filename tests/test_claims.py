@@ -73,6 +73,35 @@ def test_and_list_reads_as_english():
     assert claims.and_list(str(s) for s in range(2)) == "0 and 1"  # any iterable, read once
 
 
+@pytest.mark.parametrize("k,n", [(0, 3), (3, 3), (4, 11), (2, 27), (6, 38)])
+def test_wilson_is_the_inverted_score_test(k, n):
+    # reference: the rates p0 that a score test at z = 1.96 does not reject, |k - n p0| <= z sqrt(n p0 (1 - p0))
+    p0 = np.linspace(0, 1, 200_001)
+    inside = p0[np.abs(k - n * p0) <= 1.96 * np.sqrt(n * p0 * (1 - p0))]
+    lo, hi = claims.wilson(k, n)
+    assert lo == pytest.approx(inside.min(), abs=1e-4) and hi == pytest.approx(inside.max(), abs=1e-4)
+
+
+def test_sign_test_against_enumeration():
+    import itertools
+    diffs = [3.0, 1.0, 0.0, -2.0, 5.0, 4.0, 1.0, 2.0, 0.0, 6.0, 1.0]  # 8 up, 1 down, 2 ties
+    # reference: every sign pattern of the 9 non-zero differences, equally likely under H0; two-sided by the
+    # probability of a count at least as far from n/2 as the observed one
+    counts = [sum(s) for s in itertools.product([0, 1], repeat=9)]
+    ref = sum(abs(c - 4.5) >= abs(8 - 4.5) for c in counts) / len(counts)
+    assert claims.sign_test(diffs) == pytest.approx(ref) == pytest.approx(20 / 512)
+    assert claims.sign_test([1.0, -1.0]) == 1.0 and np.isnan(claims.sign_test([0.0, 0.0]))
+
+
+def test_pass_rate_text_and_bad_counts():
+    assert claims.pass_rate([True] * 4 + [False] * 7) == "4 of 11 (15–65 %)"
+    assert claims.pass_rate([False, False, False]) == "0 of 3 (0–56 %)"
+    with pytest.raises(ValueError, match="k=4, n=3"):
+        claims.wilson(4, 3)
+    with pytest.raises(ValueError, match="n=0"):
+        claims.pass_rate([])
+
+
 def test_run_and_seed_summaries_as_text():
     from sasutils.onsets import CRITERIA, timing
 
