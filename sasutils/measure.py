@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import blimp as blimp_lib
+from . import model as model_lib
 from . import sas
 from .train import list_checkpoints, load_checkpoint, read_metrics
 from .treebank import load_treebank
@@ -162,6 +163,81 @@ def offset_profiles(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
                            profile)
             out.append(sas.positional_share(prof).assign(run=r.name, step=step))
     return pd.concat(out, ignore_index=True)
+
+
+def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None, treebank: str = "ewt-dev",
+                      n_sentences: int = 500, loss: bool = True, data_dir=None, progress: bool = True) -> pd.DataFrame:
+    """Each checkpoint with and without word order (:func:`sasutils.model.position_blind`).
+
+    One row per (run, step): ``sas_uas``, ``sas_soft``, ``sas_head`` as the training logs have them, and
+    ``blind_uas``, ``blind_soft``, ``blind_head``: the same with the position table replaced by its mean
+    row, so that every head can attend by content only; ``uniform_uas``: the same treebank's
+    :func:`sasutils.sas.uniform_baseline` (``dep``) for the run's tokenizer. With ``loss``: ``eval_loss`` and ``blind_loss``,
+    the held-out MLM loss of :func:`sasutils.train.evaluate` (the same batches and masks as the log) with
+    and without order -- ``blind_loss - eval_loss`` is what the model gains from word order.
+    ``steps``: a subset of the checkpoints (None = all). Results are cached per checkpoint under
+    ``run_dir/measure/``. The ablation is clean where the model uses order little (before the transition);
+    after it, the blind model is far from anything it was trained as, and its numbers say little about what
+    content alone could give."""
+    from transformers import AutoTokenizer
+
+    from .corpus import load_corpus
+    from .train import _vocab_moves, evaluate
+
+    sents = load_treebank(treebank, data_dir)
+    rows = []
+    for r in run_dirs:
+        r = Path(r)
+        ckpts = [(s, p) for s, p in list_checkpoints(r) if steps is None or s in steps]
+        if not ckpts:
+            raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {r / 'checkpoints'}")
+        (r / "measure").mkdir(exist_ok=True)
+        cfg = json.loads((r / "config.json").read_text())
+        enc = sas.first_n(sas.encode_treebank(sents, AutoTokenizer.from_pretrained(r / "tokenizer"), cfg["seq_len"]),
+                          n_sentences)
+        floor = sas.uniform_baseline(enc)["dep"]
+        data = None
+        for step, path in tqdm(ckpts, desc=f"position ablation {r.name}", disable=not progress):
+            model = None
+
+            def load():
+                nonlocal model
+                if model is None:
+                    model, _ = load_checkpoint(path)
+                return model
+
+            def blind_if(blind: bool, fn):
+                if not blind:
+                    return fn()
+                with model_lib.position_blind(load()):
+                    return fn()
+
+            def uas(blind: bool) -> dict:
+                name = f"uas{'_blind' if blind else ''}_{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
+                df = _cached(r / "measure" / name, lambda: blind_if(blind, lambda: sas.score_uas(load(), enc, baselines=False)))
+                return sas.summarize(df)
+
+            seen, blind = uas(False), uas(True)
+            row = dict(run=r.name, step=step, sas_uas=seen["sas_uas"], sas_soft=seen["sas_soft"], sas_head=seen["sas_head"],
+                       blind_uas=blind["sas_uas"], blind_soft=blind["sas_soft"], blind_head=blind["sas_head"],
+                       uniform_uas=floor)
+            if loss:
+                def losses():
+                    nonlocal data
+                    if data is None:
+                        data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
+                                           data_dir=data_dir or cfg.get("data_dir"), progress=progress)
+                        moved = _vocab_moves(r / "tokenizer" / "tokenizer.json", data.tokenizer.get_vocab())
+                        if moved:
+                            raise ValueError(f"{r}: its tokenizer differs from the corpus cache's ({moved}); "
+                                             "its held-out loss cannot be recomputed with this cache")
+                    m = load()
+                    return pd.DataFrame([{"eval_loss": evaluate(m, data, cfg)["eval_loss"],
+                                          "blind_loss": blind_if(True, lambda: evaluate(m, data, cfg)["eval_loss"])}])
+
+                row.update(_cached(r / "measure" / f"loss_blind_step{step:07d}.parquet", losses).iloc[0].to_dict())
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def held_out_relations(select: pd.DataFrame, evaluate: pd.DataFrame, min_arcs: int = 100) -> pd.DataFrame:

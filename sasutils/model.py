@@ -96,11 +96,15 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
         **{k: cfg[k] for k in ARCH_KEYS},
     )
     model = model_cls(config)
-    if cfg.get("pos_init", "normal") == "sinusoidal":
-        # drawn after the normal init, so every other weight equals the "normal" run of the same seed
-        with torch.no_grad():
-            model.bert.embeddings.position_embeddings.weight.copy_(
-                sinusoidal_positions(cfg["seq_len"], cfg["hidden_size"], config.initializer_range))
+    pos_init = cfg.get("pos_init", "normal")
+    # set after the normal init, so every other weight equals the "normal" run of the same seed
+    with torch.no_grad():
+        table = model.bert.embeddings.position_embeddings.weight
+        if pos_init == "sinusoidal":
+            table.copy_(sinusoidal_positions(cfg["seq_len"], cfg["hidden_size"], config.initializer_range))
+        elif pos_init == "zero":
+            # every position identical: attention sees no order until training breaks the symmetry
+            table.zero_()
     set_attention(model, "sdpa")
     return model
 
@@ -140,6 +144,27 @@ def attention_weights(model: BertForMaskedLM) -> Iterator[BertForMaskedLM]:
         yield model
     finally:
         set_attention(model, before)
+
+
+@contextlib.contextmanager
+def position_blind(model) -> Iterator:
+    """Context in which ``model``'s learned position table is replaced by its mean row, restored on exit.
+
+    ``P[p] <- (1/T) sum_q P[q]`` for every position p, shape (T, D) kept: each token's embedding keeps the
+    table's average contribution (so the embedding layer norm sees inputs of the usual scale), but no
+    position differs from another, so the encoder is permutation-equivariant: attention can follow
+    content only. Comparing a head's UAS with and without this ablation separates what it gets from word
+    order from what it gets from the words.
+    """
+    table = model.bert.embeddings.position_embeddings.weight
+    saved = table.detach().clone()
+    with torch.no_grad():
+        table.copy_(saved.mean(0, keepdim=True).expand_as(saved))
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            table.copy_(saved)
 
 
 def masked_lm_loss(

@@ -275,6 +275,37 @@ def release(reports, base: str = "Base"):
     return alt.hconcat(*charts)
 
 
+def position_ablation(table, by: str = "run"):
+    """SAS with and without word order against step, from :func:`sasutils.measure.position_ablation` rows.
+
+    Top: the SAS scalar (solid) and the same with the position table replaced by its mean row (dashed), the
+    median over the rows of each ``by`` value, with the uniform-attention floor (grey dotted,
+    :func:`sasutils.sas.uniform_baseline`). Bottom, where the table has losses: what the model gains from word
+    order, ``blind_loss - eval_loss`` (nats)."""
+    import pandas as pd
+
+    cols = [c for c in ("sas_uas", "blind_uas", "uniform_uas", "eval_loss", "blind_loss") if c in table]
+    med = table.groupby([by, "step"], as_index=False)[cols].median()
+    long = pd.concat([med[[by, "step"]].assign(reading=name, uas=med[col])
+                      for col, name in [("sas_uas", "with word order"), ("blind_uas", "position-blind")]])
+    sel = _legend_selection(by)
+    opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
+    colour = alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500))
+    top = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("step:Q"), y=alt.Y("uas:Q", title="SAS (best-head UAS)", scale=alt.Scale(zero=False)),
+        color=colour, strokeDash=alt.StrokeDash("reading:N", legend=alt.Legend(orient="bottom", title=None)),
+        opacity=opacity, tooltip=[by, "reading", "step", alt.Tooltip("uas:Q", format=".3f")]).add_params(sel)
+    floor = alt.Chart(med.groupby(by, as_index=False).uniform_uas.first()).mark_rule(strokeDash=[1, 3], color="grey").encode(
+        y="uniform_uas:Q", opacity=opacity, tooltip=[by, alt.Tooltip("uniform_uas:Q", title="uniform-attention UAS", format=".3f")])
+    panels = [alt.layer(top, floor).properties(width=560, height=170)]
+    if "blind_loss" in med and med.blind_loss.notna().any():
+        gain = med.assign(gain=med.blind_loss - med.eval_loss).dropna(subset=["gain"])
+        panels.append(alt.Chart(gain).mark_line(point=True).encode(
+            x=alt.X("step:Q"), y=alt.Y("gain:Q", title="loss without order − with (nats)"), color=colour,
+            opacity=opacity, tooltip=[by, "step", alt.Tooltip("gain:Q", format=".3f")]).properties(width=560, height=120))
+    return alt.vconcat(*panels).resolve_scale(x="shared")
+
+
 def head_heatmap(uas, run: str | None = None, relation: str = "all"):
     """UAS of every (layer, head) in both directions, with a slider over checkpoints (client-side)."""
     d = uas[(uas.layer >= 0) & (uas.relation == relation)]

@@ -241,6 +241,32 @@ def offset_baselines(enc: EncodedTreebank, mirror: bool = False) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def uniform_baseline(enc: EncodedTreebank) -> dict[str, float]:
+    """UAS of a head that attends uniformly to every piece: the SAS scalar's floor for this tokenization.
+
+    With ``A[t, u] = 1 / T`` for the T pieces of a sentence (what a freshly initialised BERT's near-uniform
+    attention approaches), word-level attention to word j is proportional to its number of pieces, so
+    ``dep`` predicts the other word with the most pieces (the first on ties), and every word gives word i the
+    same mass, so ``head`` predicts the first other word. Returns ``{"dep": uas, "head": uas}`` over non-root
+    words. It depends on the tokenizer alone (more words split into several pieces: a higher floor), which is
+    why SAS at step 0 differs between vocabularies.
+    """
+    right = {"dep": 0, "head": 0}
+    n = 0
+    for p2w, heads in zip(enc.p2w, enc.heads):
+        if len(heads) < 2:
+            continue
+        pieces = np.bincount(p2w[p2w >= 0], minlength=len(heads))
+        order = np.argsort(-pieces, kind="stable")  # most pieces first, then by position
+        for i, h in enumerate(heads):
+            if h < 0:
+                continue
+            right["dep"] += int(order[0] if order[0] != i else order[1]) == h
+            right["head"] += (1 if i == 0 else 0) == h
+            n += 1
+    return {k: v / n if n else float("nan") for k, v in right.items()}
+
+
 @torch.no_grad()
 def chunk_attentions(model, enc: EncodedTreebank, max_tokens: int = 4096,
                      dtype=torch.float32) -> Iterator[tuple[Batch, torch.Tensor]]:

@@ -56,8 +56,9 @@ DEFAULTS = dict(
     data_dir=None, threads=None, device="auto", micro_batch=None, **LATER_DEFAULTS,
 )
 LR_SCHEDULES = ("linear", "constant")
-# "normal": BERT's N(0, init_range) position table; "sinusoidal": the same scale, relative-position structure
-POS_INITS = ("normal", "sinusoidal")
+# "normal": BERT's N(0, init_range) position table; "sinusoidal": the same scale, relative-position structure;
+# "zero": no position signal at init (layer 0 starts permutation-equivariant; position must be learned)
+POS_INITS = ("normal", "sinusoidal", "zero")
 # "all": the paper's term, on attention as it is; "words": rows renormalised over the other word pieces
 REG_ATTENTION = ("all", "words")
 # Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
@@ -92,8 +93,8 @@ def make_config(preset: str = "cpu-tiny", **params) -> dict:
     for steps < k and off from k on; -1 = the whole run; 0 = never (Base).
     ``reg_attention``: ``"all"`` (the paper's term) or ``"words"`` (attention rows renormalised over the
     other word pieces first; see :mod:`sasutils.regularizer`).
-    ``pos_init``: ``"normal"`` (BERT's) or ``"sinusoidal"`` (the learned position table starts as a scaled
-    sinusoid; see :func:`sasutils.model.sinusoidal_positions`).
+    ``pos_init``: ``"normal"`` (BERT's), ``"sinusoidal"`` (the learned position table starts as a scaled
+    sinusoid; see :func:`sasutils.model.sinusoidal_positions`) or ``"zero"`` (it starts at 0).
     ``ln_placement``: ``"post"`` (BERT's) or ``"pre"`` (layer norm before each sub-layer; see
     :func:`sasutils.model.build_model`).
     """

@@ -7,15 +7,19 @@ import pytest
 from sasutils import measure, train as T
 
 
-@pytest.fixture(scope="module")
-def run_dir(small_tokenizer, tmp_path_factory):
+def _data(tokenizer):
     from sasutils.corpus import CorpusData, Packed
 
     g = np.random.default_rng(0)
-    ids = g.integers(10, len(small_tokenizer), (32, 16)).astype(np.int32)
-    ids[:, 0], ids[:, -1] = small_tokenizer.cls_token_id, small_tokenizer.sep_token_id
+    ids = g.integers(10, len(tokenizer), (32, 16)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
     par = np.full((32, 16), -1, dtype=np.int16)
-    data = CorpusData(small_tokenizer, Packed(ids, par), Packed(ids[:16], par[:16]), 80, [])
+    return CorpusData(tokenizer, Packed(ids, par), Packed(ids[:16], par[:16]), 80, [])
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_tokenizer, tmp_path_factory):
+    data = _data(small_tokenizer)
     cfg = T.make_config("cpu-tiny", steps=4, warmup=1, batch_size=8, seq_len=16, hidden_size=32, intermediate_size=64,
                         eval_every=2, checkpoint_every=2, checkpoint_log_steps=(), eval_batches=1)
     out = tmp_path_factory.mktemp("runs") / "r"
@@ -162,3 +166,24 @@ def test_fill_edge_baseline_fills_only_runs_without_it(run_dir, tmp_path):
     assert out[out.run == "other"].offset_edge_best.tolist() == [0.31, 0.31]  # already there: untouched
     with pytest.warns(UserWarning, match="without a tokenizer"):
         measure.fill_edge_baseline(logs.assign(run="missing", offset_edge_best=np.nan), tmp_path)
+
+
+def test_position_ablation_logs_both_readings_per_checkpoint_and_caches(run_dir):
+    df = measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False)
+    steps = [s for s, _ in T.list_checkpoints(run_dir)]
+    assert list(df.step) == steps and df.run.eq(run_dir.name).all()
+    assert df[["sas_uas", "blind_uas", "sas_soft", "blind_soft"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert len(list((run_dir / "measure").glob("uas_blind_*_heads_*.parquet"))) == len(steps)
+    assert measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False).equals(df)
+    with pytest.raises(FileNotFoundError, match="step"):
+        measure.position_ablation([run_dir], steps=[999], progress=False)
+
+
+def test_position_ablation_loss_reproduces_the_logged_held_out_loss(run_dir, small_tokenizer, monkeypatch):
+    import sasutils.corpus
+
+    monkeypatch.setattr(sasutils.corpus, "load_corpus", lambda *a, **k: _data(small_tokenizer))
+    df = measure.position_ablation([run_dir], n_sentences=20, progress=False)
+    logged = T.read_metrics(run_dir).dropna(subset=["eval_loss"]).set_index("step").eval_loss
+    assert np.allclose(df.set_index("step").eval_loss, logged.loc[df.step], atol=1e-5)  # the same batches and masks
+    assert (df.blind_loss != df.eval_loss).all()

@@ -104,3 +104,24 @@ def test_pre_ln_attention_weights_and_checkpoint_round_trip(tmp_path, small_toke
     with torch.no_grad():
         assert torch.allclose(m.eval().bert(input_ids=ids).last_hidden_state,
                               m2.eval().bert(input_ids=ids).last_hidden_state, atol=1e-6)
+
+
+def test_position_blind_makes_the_encoder_permutation_equivariant_and_restores(small_tokenizer, tiny_model):
+    from sasutils.model import position_blind
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, len(small_tokenizer), (2, 12), generator=g)
+    perm = torch.randperm(12, generator=g)
+    mask = torch.ones_like(ids)
+    before = tiny_model.bert.embeddings.position_embeddings.weight.detach().clone()
+    with torch.no_grad():
+        h = tiny_model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        h_perm = tiny_model.bert(input_ids=ids[:, perm], attention_mask=mask).last_hidden_state
+        assert not torch.allclose(h[:, perm], h_perm, atol=1e-4)  # BERT sees order
+        with position_blind(tiny_model):
+            table = tiny_model.bert.embeddings.position_embeddings.weight
+            assert torch.allclose(table, before.mean(0).expand_as(before))
+            h = tiny_model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            h_perm = tiny_model.bert(input_ids=ids[:, perm], attention_mask=mask).last_hidden_state
+        assert torch.allclose(h[:, perm], h_perm, atol=1e-5)  # blind: permuting the input permutes the output
+    assert torch.equal(tiny_model.bert.embeddings.position_embeddings.weight, before)

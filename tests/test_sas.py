@@ -245,3 +245,24 @@ def test_word_correctness_adds_up_to_the_counts(encoded, tiny_model):
     det = encoded.relations.index("det")
     per_det = wc["heads"][..., wc["relation"] == det].sum(-1)
     assert per_det.tolist() == counts.correct[..., 2 + det].numpy().astype(int).tolist()
+
+
+def test_uniform_baseline_is_what_a_uniform_head_scores(encoded):
+    def uniform(p2w, heads):
+        T = len(p2w)
+        return np.full((T, T), 1.0 / T, dtype=np.float32)
+
+    df = _known_attention(encoded, uniform)
+    got = sas.uniform_baseline(encoded)
+    dep = df[(df.direction == "dep") & (df.relation == "all")].uas.iloc[0]
+    assert got["dep"] == pytest.approx(dep, rel=1e-6)  # the vectorised scorer on the same head
+    assert 0 < got["head"] < got["dep"]
+
+
+def test_uniform_baseline_known_answer():
+    # words: a(1 piece) bb(2) c(1) d(1); parents: a->bb, bb root, c->bb, d->a
+    enc = sas.EncodedTreebank(ids=[np.arange(7)], p2w=[np.array([-1, 0, 1, 1, 2, 3, -1])],
+                              heads=[np.array([1, -1, 1, 0])], rels=[np.zeros(4, dtype=np.int64)], relations=["x"])
+    got = sas.uniform_baseline(enc)
+    # dep: everyone but bb points to bb (2 pieces): a, c right, d wrong; head: the first other word (a, or bb for a)
+    assert got == pytest.approx({"dep": 2 / 3, "head": 2 / 3})

@@ -114,13 +114,23 @@ def test_init_range_sets_the_initial_weight_scale():
         assert std == pytest.approx(r, rel=0.05)
 
 
-@pytest.mark.parametrize("option, value, bad", [("pos_init", "sinusoidal", "rotary"), ("ln_placement", "pre", "sandwich")])
+@pytest.mark.parametrize("option, value, bad", [("pos_init", "sinusoidal", "rotary"), ("pos_init", "zero", "rotary"), ("ln_placement", "pre", "sandwich")])
 def test_options_added_later_keep_default_run_names(option, value, bad):
     base = T.make_config("cpu-tiny", seed=0)
     other = T.make_config("cpu-tiny", seed=0, **{option: value})
     assert option not in T.identity(base) and T.run_name(other) != T.run_name(base)  # earlier runs keep their names
     with pytest.raises(ValueError, match=option):
         T.make_config("cpu-tiny", **{option: bad})
+
+
+def test_pos_init_zero_changes_only_the_position_table():
+    from sasutils import model as model_lib
+
+    a, b = (model_lib.build_model(T.make_config("cpu-tiny", seed=0, pos_init=p), 1000, seed=0).state_dict()
+            for p in ("normal", "zero"))
+    key = "bert.embeddings.position_embeddings.weight"
+    assert all(torch.equal(a[k], b[k]) for k in a if k != key)
+    assert a[key].abs().sum() > 0 and b[key].abs().sum() == 0
 
 
 def test_pos_init_sinusoidal_changes_only_the_position_table():
