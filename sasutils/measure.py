@@ -32,6 +32,16 @@ def _cached(path: Path, fn) -> pd.DataFrame:
     return df
 
 
+def _checkpoints_at(run_dir: Path, steps: Sequence[int] | None) -> list[tuple[int, Path]]:
+    """(step, path) of ``run_dir``'s checkpoints at ``steps`` (None = all), with its ``measure/`` cache folder made;
+    an error names the run and the steps if there are none."""
+    ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if steps is None or s in steps]
+    if not ckpts:
+        raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {run_dir / 'checkpoints'}")
+    (run_dir / "measure").mkdir(exist_ok=True)
+    return ckpts
+
+
 def measure_run(run_dir: str | Path, treebank: str = "ewt-dev", n_sentences: int = 500,
                 blimp_per_paradigm: int = 0, data_dir=None, steps: Sequence[int] | None = None,
                 progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,11 +52,8 @@ def measure_run(run_dir: str | Path, treebank: str = "ewt-dev", n_sentences: int
     ``blimp_per_paradigm`` is 0). Both carry a ``run`` column.
     """
     run_dir = Path(run_dir)
-    ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if steps is None or s in steps]
-    if not ckpts:
-        raise FileNotFoundError(f"no checkpoints in {run_dir / 'checkpoints'}")
+    ckpts = _checkpoints_at(run_dir, steps)
     out_dir = run_dir / "measure"
-    out_dir.mkdir(exist_ok=True)
     sents = load_treebank(treebank, data_dir)
     enc = None
     pairs = None
@@ -146,10 +153,7 @@ def offset_profiles(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
     out = []
     for r in run_dirs:
         r = Path(r)
-        ckpts = [(s, p) for s, p in list_checkpoints(r) if steps is None or s in steps]
-        if not ckpts:
-            raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {r / 'checkpoints'}")
-        (r / "measure").mkdir(exist_ok=True)
+        ckpts = _checkpoints_at(r, steps)
         enc = None  # one tokenizer per run: encode once, and only if some checkpoint is not cached
         for step, path in tqdm(ckpts, desc=f"offsets {r.name}", disable=not progress):
             def profile():
@@ -165,20 +169,30 @@ def offset_profiles(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
     return pd.concat(out, ignore_index=True)
 
 
+class TokenizerMismatch(ValueError):
+    """A run's tokenizer numbers its pieces unlike the corpus cache's, so its held-out batches cannot be rebuilt."""
+
+
 def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None, treebank: str = "ewt-dev",
                       n_sentences: int = 500, loss: bool = True, data_dir=None, progress: bool = True) -> pd.DataFrame:
     """Each checkpoint with and without word order (:func:`sasutils.model.position_blind`).
 
-    One row per (run, step): ``sas_uas``, ``sas_soft``, ``sas_head`` as the training logs have them, and
-    ``blind_uas``, ``blind_soft``, ``blind_head``: the same with the position table replaced by its mean
-    row, so that every head can attend by content only; ``uniform_uas``: the same treebank's
-    :func:`sasutils.sas.uniform_baseline` (``dep``) for the run's tokenizer. With ``loss``: ``eval_loss`` and ``blind_loss``,
-    the held-out MLM loss of :func:`sasutils.train.evaluate` (the same batches and masks as the log) with
-    and without order -- ``blind_loss - eval_loss`` is what the model gains from word order.
-    ``steps``: a subset of the checkpoints (None = all). Results are cached per checkpoint under
-    ``run_dir/measure/``. The ablation is clean where the model uses order little (before the transition);
-    after it, the blind model is far from anything it was trained as, and its numbers say little about what
-    content alone could give."""
+    One row per (run, step): ``sas_uas``, ``sas_soft``, ``sas_head`` (as the training log has them when
+    ``treebank`` and ``n_sentences`` are the run's SAS callback's), and ``blind_uas``, ``blind_soft``,
+    ``blind_head``: the same with the position table replaced by its mean row, so that every head can attend by
+    content only; ``uniform_uas`` and ``uniform_uas_random``: :func:`sasutils.sas.uniform_baseline` (``dep``,
+    ties broken by first index and at random) on the same sentences, with the run's tokenizer. With ``loss``:
+    ``eval_loss`` and ``blind_loss``, the held-out MLM loss of :func:`sasutils.train.evaluate` (the same batches
+    and masks as the log) with and without order; ``blind_loss - eval_loss`` is what removing order costs, at
+    most what the model gets from it. Raises :class:`TokenizerMismatch` if the run's tokenizer differs from the
+    corpus cache's (``loss=False`` still works).
+
+    ``steps``: a subset of the checkpoints (None = all); requested steps without a checkpoint are left out
+    (the rows say which remain). Results are cached per checkpoint under ``run_dir/measure/``. The ablation
+    is clean at the first checkpoints, where the model uses order little; after the transition the blind
+    model is far from anything it was trained as, and its numbers say little about what content alone could
+    give.
+    """
     from transformers import AutoTokenizer
 
     from .corpus import load_corpus
@@ -188,14 +202,11 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     rows = []
     for r in run_dirs:
         r = Path(r)
-        ckpts = [(s, p) for s, p in list_checkpoints(r) if steps is None or s in steps]
-        if not ckpts:
-            raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {r / 'checkpoints'}")
-        (r / "measure").mkdir(exist_ok=True)
+        ckpts = _checkpoints_at(r, steps)
         cfg = json.loads((r / "config.json").read_text())
         enc = sas.first_n(sas.encode_treebank(sents, AutoTokenizer.from_pretrained(r / "tokenizer"), cfg["seq_len"]),
                           n_sentences)
-        floor = sas.uniform_baseline(enc)["dep"]
+        floor = sas.uniform_baseline(enc)["dep"], sas.uniform_baseline(enc, ties="random")["dep"]
         data = None
         for step, path in tqdm(ckpts, desc=f"position ablation {r.name}", disable=not progress):
             model = None
@@ -220,7 +231,7 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
             seen, blind = uas(False), uas(True)
             row = dict(run=r.name, step=step, sas_uas=seen["sas_uas"], sas_soft=seen["sas_soft"], sas_head=seen["sas_head"],
                        blind_uas=blind["sas_uas"], blind_soft=blind["sas_soft"], blind_head=blind["sas_head"],
-                       uniform_uas=floor)
+                       uniform_uas=floor[0], uniform_uas_random=floor[1])
             if loss:
                 def losses():
                     nonlocal data
@@ -229,8 +240,8 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
                                            data_dir=data_dir or cfg.get("data_dir"), progress=progress)
                         moved = _vocab_moves(r / "tokenizer" / "tokenizer.json", data.tokenizer.get_vocab())
                         if moved:
-                            raise ValueError(f"{r}: its tokenizer differs from the corpus cache's ({moved}); "
-                                             "its held-out loss cannot be recomputed with this cache")
+                            raise TokenizerMismatch(f"{r}: its tokenizer differs from the corpus cache's ({moved}); "
+                                                    "its held-out loss cannot be recomputed with this cache")
                     m = load()
                     return pd.DataFrame([{"eval_loss": evaluate(m, data, cfg)["eval_loss"],
                                           "blind_loss": blind_if(True, lambda: evaluate(m, data, cfg)["eval_loss"])}])

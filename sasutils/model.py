@@ -150,10 +150,8 @@ def attention_weights(model: BertForMaskedLM) -> Iterator[BertForMaskedLM]:
 def position_blind(model) -> Iterator:
     """Context in which ``model``'s learned position table is replaced by its mean row, restored on exit.
 
-    ``P[p] <- (1/T) sum_q P[q]`` for every position p, shape (T, D) kept: each token's embedding keeps the
-    table's average contribution (so the embedding layer norm sees inputs of the usual scale), but no
-    position differs from another, so the encoder is permutation-equivariant: attention can follow
-    content only. Comparing a head's UAS with and without this ablation separates what it gets from word
+    ``P[p] <- (1/T) sum_q P[q]`` for every position p, shape (T, D) kept: the table's mean stays, what differs
+    between positions goes, so the encoder is permutation-equivariant: attention can follow content only. Comparing a head's UAS with and without this ablation separates what it gets from word
     order from what it gets from the words.
     """
     table = model.bert.embeddings.position_embeddings.weight

@@ -241,28 +241,41 @@ def offset_baselines(enc: EncodedTreebank, mirror: bool = False) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def uniform_baseline(enc: EncodedTreebank) -> dict[str, float]:
-    """UAS of a head that attends uniformly to every piece: the SAS scalar's floor for this tokenization.
+def uniform_baseline(enc: EncodedTreebank, ties: str = "first") -> dict[str, float]:
+    """UAS of a head that attends uniformly to every piece: a reference level for the SAS scalar at initialisation.
 
     With ``A[t, u] = 1 / T`` for the T pieces of a sentence (what a freshly initialised BERT's near-uniform
-    attention approaches), word-level attention to word j is proportional to its number of pieces, so
-    ``dep`` predicts the other word with the most pieces (the first on ties), and every word gives word i the
-    same mass, so ``head`` predicts the first other word. Returns ``{"dep": uas, "head": uas}`` over non-root
-    words. It depends on the tokenizer alone (more words split into several pieces: a higher floor), which is
-    why SAS at step 0 differs between vocabularies.
+    attention approaches), word-level attention to word j is proportional to its number of pieces, so ``dep``
+    predicts the other word with the most pieces, and every word gives word i the same mass, so ``head`` predicts
+    any other word. Returns ``{"dep": uas, "head": uas}`` over non-root words. It depends on the tokenizer alone
+    (more words split into several pieces: a higher level), which is why SAS at step 0 differs between
+    vocabularies. It is not a bound: a trained head can score below it.
+
+    About half the words have tied candidates. ``ties="first"`` breaks ties as :func:`predicted_parents` does
+    exact ones (the first index: ``head`` then predicts word 0, or word 1 for word 0); ``ties="random"`` gives
+    the expected UAS with ties broken uniformly at random, closer to a real near-uniform head, whose attention
+    has no exact ties.
     """
-    right = {"dep": 0, "head": 0}
+    if ties not in ("first", "random"):
+        raise ValueError(f"parameter ties={ties!r}: must be 'first' or 'random'")
+    right = {"dep": 0.0, "head": 0.0}
     n = 0
     for p2w, heads in zip(enc.p2w, enc.heads):
-        if len(heads) < 2:
+        W = len(heads)
+        if W < 2:
             continue
-        pieces = np.bincount(p2w[p2w >= 0], minlength=len(heads))
-        order = np.argsort(-pieces, kind="stable")  # most pieces first, then by position
+        pieces = np.bincount(p2w[p2w >= 0], minlength=W)
         for i, h in enumerate(heads):
             if h < 0:
                 continue
-            right["dep"] += int(order[0] if order[0] != i else order[1]) == h
-            right["head"] += (1 if i == 0 else 0) == h
+            others = np.delete(np.arange(W), i)
+            best = others[pieces[others] == pieces[others].max()]  # the tied candidates, in word order
+            if ties == "first":
+                right["dep"] += best[0] == h
+                right["head"] += others[0] == h
+            else:
+                right["dep"] += (h in best) / len(best)
+                right["head"] += 1 / len(others)  # the gold parent is always among the other words
             n += 1
     return {k: v / n if n else float("nan") for k, v in right.items()}
 

@@ -172,9 +172,13 @@ def test_position_ablation_logs_both_readings_per_checkpoint_and_caches(run_dir)
     df = measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False)
     steps = [s for s, _ in T.list_checkpoints(run_dir)]
     assert list(df.step) == steps and df.run.eq(run_dir.name).all()
-    assert df[["sas_uas", "blind_uas", "sas_soft", "blind_soft"]].apply(lambda c: c.between(0, 1)).all().all()
-    assert len(list((run_dir / "measure").glob("uas_blind_*_heads_*.parquet"))) == len(steps)
+    assert df[["sas_uas", "blind_uas", "sas_soft", "blind_soft", "uniform_uas", "uniform_uas_random"]].apply(
+        lambda c: c.between(0, 1)).all().all()
+    cached = sorted((run_dir / "measure").glob("uas*_heads_*.parquet"))
+    assert len(cached) == 2 * len(steps)  # with and without order
+    mtimes = [p.stat().st_mtime_ns for p in cached]
     assert measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False).equals(df)
+    assert [p.stat().st_mtime_ns for p in cached] == mtimes  # read back, not recomputed
     with pytest.raises(FileNotFoundError, match="step"):
         measure.position_ablation([run_dir], steps=[999], progress=False)
 
@@ -187,3 +191,15 @@ def test_position_ablation_loss_reproduces_the_logged_held_out_loss(run_dir, sma
     logged = T.read_metrics(run_dir).dropna(subset=["eval_loss"]).set_index("step").eval_loss
     assert np.allclose(df.set_index("step").eval_loss, logged.loc[df.step], atol=1e-5)  # the same batches and masks
     assert (df.blind_loss != df.eval_loss).all()
+
+
+def test_position_ablation_names_a_run_whose_tokenizer_differs_from_the_cache(run_dir, small_tokenizer, monkeypatch):
+    import sasutils.corpus
+    import sasutils.train
+
+    monkeypatch.setattr(sasutils.corpus, "load_corpus", lambda *a, **k: _data(small_tokenizer))
+    monkeypatch.setattr(sasutils.train, "_vocab_moves", lambda *a: "3 pieces have other ids")
+    for p in (run_dir / "measure").glob("loss_blind_*"):
+        p.unlink()
+    with pytest.raises(measure.TokenizerMismatch, match=str(run_dir)):
+        measure.position_ablation([run_dir], n_sentences=20, progress=False)
