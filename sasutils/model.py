@@ -19,6 +19,7 @@ import contextlib
 import math
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM, MegatronBertConfig, MegatronBertForMaskedLM
@@ -107,6 +108,22 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
             table.zero_()
     set_attention(model, "sdpa")
     return model
+
+
+def set_unigram_bias(model, ids, special_ids) -> None:
+    """Set the MLM head's output bias to the log unigram frequencies of the training pieces (in place).
+
+    ``b_v = log((c_v + 1) / (N + V))``: ``c_v`` counts piece v in ``ids`` (the packed training rows, any shape),
+    leaving out ``special_ids`` (padding, [CLS], [SEP]: never a label), N the pieces counted, V the vocabulary
+    size (add-one smoothing, so unseen pieces get a finite bias). The first logits, ``W h + b`` with ``W h``
+    near 0, then give the unigram distribution, and training starts at the unigram loss instead of log V.
+    """
+    bias = model.cls.predictions.bias
+    V = bias.shape[0]
+    flat = np.asarray(ids).ravel()
+    counts = np.bincount(flat[~np.isin(flat, list(special_ids))], minlength=V)[:V].astype(np.float64)
+    with torch.no_grad():
+        bias.copy_(torch.from_numpy(np.log((counts + 1) / (counts.sum() + V))).to(bias.dtype))
 
 
 def set_attention(model, impl: str) -> None:

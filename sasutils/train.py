@@ -49,7 +49,7 @@ Callback = Callable[[torch.nn.Module, int], dict]
 # Options added after runs were published: at these values they are left out of a run's identity, so
 # earlier runs keep their names and still resume; any other value is part of the identity as usual.
 LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02, reg_attention="all", pos_init="normal",
-                      ln_placement="post")
+                      ln_placement="post", bias_init="zero")
 DEFAULTS = dict(
     preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
@@ -59,6 +59,8 @@ LR_SCHEDULES = ("linear", "constant")
 # "normal": BERT's N(0, init_range) position table; "sinusoidal": the same scale, relative-position structure;
 # "zero": no position signal at init (layer 0 starts permutation-equivariant; position must be learned)
 POS_INITS = ("normal", "sinusoidal", "zero")
+# the MLM head's output bias at init: "zero" (BERT's) or "unigram" (log frequencies of the training pieces)
+BIAS_INITS = ("zero", "unigram")
 # "all": the paper's term, on attention as it is; "words": rows renormalised over the other word pieces
 REG_ATTENTION = ("all", "words")
 # Where and how a run executes, not what it computes: ignored when naming runs and matching a resume.
@@ -95,6 +97,8 @@ def make_config(preset: str = "cpu-tiny", **params) -> dict:
     other word pieces first; see :mod:`sasutils.regularizer`).
     ``pos_init``: ``"normal"`` (BERT's), ``"sinusoidal"`` (the learned position table starts as a scaled
     sinusoid; see :func:`sasutils.model.sinusoidal_positions`) or ``"zero"`` (it starts at 0).
+    ``bias_init``: ``"zero"`` (BERT's) or ``"unigram"`` (the output bias starts at the log frequencies of the
+    training pieces, so training starts at the unigram loss; see :func:`sasutils.model.set_unigram_bias`).
     ``ln_placement``: ``"post"`` (BERT's) or ``"pre"`` (layer norm before each sub-layer; see
     :func:`sasutils.model.build_model`).
     """
@@ -148,6 +152,7 @@ def validate_config(cfg: dict) -> None:
     need(cfg["lr_schedule"] in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
     need(is_num(cfg["init_range"]) and 0 < cfg["init_range"] < 1, "init_range", "must be a number in (0, 1)")
     need(cfg["pos_init"] in POS_INITS, "pos_init", f"must be one of {POS_INITS}")
+    need(cfg["bias_init"] in BIAS_INITS, "bias_init", f"must be one of {BIAS_INITS}")
     need(cfg["ln_placement"] in model_lib.LN_PLACEMENTS, "ln_placement", f"must be one of {model_lib.LN_PLACEMENTS}")
     need(0 < cfg["mask_prob"] < 1, "mask_prob", "must be in (0, 1)")
     need(0 <= cfg["dropout"] < 1, "dropout", "must be in [0, 1)")
@@ -465,7 +470,11 @@ def train(
         save_atomic(tok, run_dir / "tokenizer")
 
     device = device_of(cfg)
-    model = model_lib.build_model(cfg, len(tok), tok.pad_token_id, seed=cfg["seed"]).to(device)
+    model = model_lib.build_model(cfg, len(tok), tok.pad_token_id, seed=cfg["seed"])
+    if cfg["bias_init"] == "unigram":  # before any resume: a resumed run loads its own bias from state.pt
+        model_lib.set_unigram_bias(model, data.train.input_ids,
+                                   (tok.pad_token_id, tok.cls_token_id, tok.sep_token_id))
+    model = model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},

@@ -114,7 +114,8 @@ def test_init_range_sets_the_initial_weight_scale():
         assert std == pytest.approx(r, rel=0.05)
 
 
-@pytest.mark.parametrize("option, value, bad", [("pos_init", "sinusoidal", "rotary"), ("pos_init", "zero", "rotary"), ("ln_placement", "pre", "sandwich")])
+@pytest.mark.parametrize("option, value, bad", [("pos_init", "sinusoidal", "rotary"), ("pos_init", "zero", "rotary"), ("bias_init", "unigram", "ones"),
+                                              ("ln_placement", "pre", "sandwich")])
 def test_options_added_later_keep_default_run_names(option, value, bad):
     base = T.make_config("cpu-tiny", seed=0)
     other = T.make_config("cpu-tiny", seed=0, **{option: value})
@@ -180,3 +181,28 @@ def test_reg_word_args_read_the_unmasked_ids(small_tokenizer):
     w = T.reg_word_args(inp, attn, labels, small_tokenizer, T.make_config("cpu-tiny", reg_attention="words"))
     assert w["word_mask"].tolist() == [[False, True, True, False, False, True, False, False]]
     assert w["segment"].tolist() == [[1, 1, 1, 1, 2, 2, 2, 2]]
+
+
+def test_unigram_bias_starts_training_at_the_unigram_loss():
+    from sasutils import model as model_lib
+
+    g = np.random.default_rng(0)
+    V = 500
+    ids = (g.zipf(1.5, size=(200, 32)) % (V - 10) + 10).astype(np.int32)  # skewed, like text
+    ids[:, 0] = 2  # a special piece, left out of the counts
+    p = np.bincount(ids[:, 1:].ravel(), minlength=V) / ids[:, 1:].size
+    entropy = -(p[p > 0] * np.log(p[p > 0])).sum()
+    cfg = T.make_config("cpu-tiny", seed=0, hidden_size=32, intermediate_size=64, seq_len=32, bias_init="unigram")
+    plain, uni = (model_lib.build_model(cfg, V, seed=0) for _ in range(2))
+    model_lib.set_unigram_bias(uni, ids, special_ids=(0, 2, 3))
+    a, b = plain.state_dict(), uni.state_dict()
+    changed = [k for k in a if not torch.equal(a[k], b[k])]
+    assert changed == ["cls.predictions.bias", "cls.predictions.decoder.bias"]  # one tensor, tied
+    x = torch.from_numpy(ids[:50].astype(np.int64))
+    labels = x.clone()
+    labels[:, 0] = -100
+    with torch.no_grad():
+        loss_plain = model_lib.masked_lm_loss(plain.eval(), x, torch.ones_like(x), labels)[0].item()
+        loss_uni = model_lib.masked_lm_loss(uni.eval(), x, torch.ones_like(x), labels)[0].item()
+    assert abs(loss_plain - np.log(V)) < 0.1  # BERT's zero bias: near-uniform predictions
+    assert abs(loss_uni - entropy) < 0.15 < np.log(V) - entropy  # the unigram loss (up to smoothing and W h)
