@@ -6,6 +6,7 @@ measurement's parameters, so re-running the notebook only scores new checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -217,35 +218,36 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
                     model, _ = load_checkpoint(path)
                 return model
 
-            def blind_if(blind: bool, fn):
-                if not blind:
-                    return fn()
-                with model_lib.position_blind(load()):
-                    return fn()
+            def order(blind: bool):  # the model as trained, or without word order
+                return model_lib.position_blind(load()) if blind else contextlib.nullcontext()
 
             def uas(blind: bool) -> dict:
+                def score():
+                    with order(blind):
+                        return sas.score_uas(load(), enc, baselines=False)
                 name = f"uas{'_blind' if blind else ''}_{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
-                df = _cached(r / "measure" / name, lambda: blind_if(blind, lambda: sas.score_uas(load(), enc, baselines=False)))
-                return sas.summarize(df)
+                return sas.summarize(_cached(r / "measure" / name, score))
+
+            def losses() -> pd.DataFrame:
+                nonlocal data
+                if data is None:
+                    data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
+                                       data_dir=data_dir or cfg.get("data_dir"), progress=progress)
+                    moved = _vocab_moves(r / "tokenizer" / "tokenizer.json", data.tokenizer.get_vocab())
+                    if moved:
+                        raise TokenizerMismatch(f"{r}: its tokenizer differs from the corpus cache's ({moved}); "
+                                                "its held-out loss cannot be recomputed with this cache")
+                out = {}
+                for blind, col in ((False, "eval_loss"), (True, "blind_loss")):
+                    with order(blind):
+                        out[col] = evaluate(load(), data, cfg)["eval_loss"]
+                return pd.DataFrame([out])
 
             seen, blind = uas(False), uas(True)
             row = dict(run=r.name, step=step, sas_uas=seen["sas_uas"], sas_soft=seen["sas_soft"], sas_head=seen["sas_head"],
                        blind_uas=blind["sas_uas"], blind_soft=blind["sas_soft"], blind_head=blind["sas_head"],
                        uniform_uas=floor[0], uniform_uas_random=floor[1])
             if loss:
-                def losses():
-                    nonlocal data
-                    if data is None:
-                        data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
-                                           data_dir=data_dir or cfg.get("data_dir"), progress=progress)
-                        moved = _vocab_moves(r / "tokenizer" / "tokenizer.json", data.tokenizer.get_vocab())
-                        if moved:
-                            raise TokenizerMismatch(f"{r}: its tokenizer differs from the corpus cache's ({moved}); "
-                                                    "its held-out loss cannot be recomputed with this cache")
-                    m = load()
-                    return pd.DataFrame([{"eval_loss": evaluate(m, data, cfg)["eval_loss"],
-                                          "blind_loss": blind_if(True, lambda: evaluate(m, data, cfg)["eval_loss"])}])
-
                 row.update(_cached(r / "measure" / f"loss_blind_step{step:07d}.parquet", losses).iloc[0].to_dict())
             rows.append(row)
     return pd.DataFrame(rows)

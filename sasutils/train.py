@@ -249,12 +249,17 @@ def _vocab_moves(tokenizer_json: Path, vocab: dict[str, int]) -> str:
     return f"{moved} of {len(saved)} pieces have other ids, {other} pieces are in one vocabulary only"
 
 
+def special_ids(tokenizer) -> tuple[int, int, int]:
+    """The pieces that are never masked nor predicted: padding, [CLS] and [SEP]."""
+    return tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
+
+
 def mask_tokens(ids: torch.Tensor, tokenizer, mask_prob: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: ``mask_prob`` of the non-special tokens; 80% [MASK], 10% random, 10% kept.
 
     Returns (input_ids, labels) with labels -100 at unmasked positions. At least one token is masked.
     """
-    special = (ids == tokenizer.pad_token_id) | (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id)
+    special = torch.isin(ids, torch.tensor(special_ids(tokenizer)))
     chosen = (torch.rand(ids.shape, generator=gen) < mask_prob) & ~special
     if not chosen.any():
         chosen.view(-1)[(~special).view(-1).nonzero()[0]] = True
@@ -472,8 +477,7 @@ def train(
     device = device_of(cfg)
     model = model_lib.build_model(cfg, len(tok), tok.pad_token_id, seed=cfg["seed"])
     if cfg["bias_init"] == "unigram":  # before any resume: a resumed run loads its own bias from state.pt
-        model_lib.set_unigram_bias(model, data.train.input_ids,
-                                   (tok.pad_token_id, tok.cls_token_id, tok.sep_token_id))
+        model_lib.set_unigram_bias(model, data.train.input_ids, special_ids(tok))
     model = model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
