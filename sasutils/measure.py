@@ -253,6 +253,57 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     return pd.DataFrame(rows)
 
 
+def extended_positions_reading(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None,
+                               n_positions: int = 512, treebank: str = "ewt-dev", n_sentences: int = 300,
+                               seed: int = 0, data_dir=None, progress: bool = True) -> pd.DataFrame:
+    """The SAS scalar read two ways at each checkpoint: on the first ``n_sentences`` sentences that fit the
+    run's rows (the project's reading, ``sas_uas``), and on the first ``n_sentences`` sentences whatever their
+    length, with the position table grown to ``n_positions`` rows by :func:`sasutils.model.extend_positions`
+    (``wide_uas``): how a model built from a default ``BertConfig`` (512 positions) and trained on short windows
+    would be read if every sentence were scored.
+
+    One row per (run, step): ``sas_uas``, ``sas_head``, ``wide_uas``, ``wide_head``; the uniform-attention floors
+    of both sentence sets (``uniform_uas``, ``wide_uniform_uas``, :func:`sasutils.sas.uniform_baseline`); and
+    ``wide_beyond``: the share of the wide set's scored words (root excluded) whose first piece sits at a
+    position the run never trained (>= its ``seq_len``). Scores are cached per checkpoint under
+    ``run_dir/measure/``.
+    """
+    from transformers import AutoTokenizer
+
+    sents = load_treebank(treebank, data_dir)
+    rows = []
+    for r in run_dirs:
+        r = Path(r)
+        ckpts = _checkpoints_at(r, steps)
+        cfg = json.loads((r / "config.json").read_text())
+        tok = AutoTokenizer.from_pretrained(r / "tokenizer")
+        fit = sas.first_n(sas.encode_treebank(sents, tok, cfg["seq_len"]), n_sentences)
+        wide = sas.first_n(sas.encode_treebank(sents, tok, n_positions), n_sentences)
+        if wide.skipped_too_long:
+            raise ValueError(f"parameter n_positions={n_positions}: {wide.skipped_too_long} of the first "
+                             f"{treebank} sentences still do not fit")
+        first = [np.array([np.flatnonzero(p2w == w)[0] for w in range(len(h)) if h[w] >= 0])
+                 for p2w, h in zip(wide.p2w, wide.heads)]
+        beyond = float(np.mean(np.concatenate(first) >= cfg["seq_len"]))
+        floors = sas.uniform_baseline(fit)["dep"], sas.uniform_baseline(wide)["dep"]
+        for step, path in tqdm(ckpts, desc=f"extended positions {r.name}", disable=not progress):
+            def score(enc, grow: bool):
+                def run():
+                    m, _ = load_checkpoint(path)
+                    if grow:
+                        model_lib.extend_positions(m, n_positions, seed=seed)
+                    return sas.score_uas(m, enc, baselines=False)
+                return run
+
+            tag = f"{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
+            seen = sas.summarize(_cached(r / "measure" / f"uas_{tag}", score(fit, False)))
+            grown = sas.summarize(_cached(r / "measure" / f"uas_wide{n_positions}s{seed}_{tag}", score(wide, True)))
+            rows.append(dict(run=r.name, step=step, seq_len=cfg["seq_len"], sas_uas=seen["sas_uas"],
+                             sas_head=seen["sas_head"], wide_uas=grown["sas_uas"], wide_head=grown["sas_head"],
+                             uniform_uas=floors[0], wide_uniform_uas=floors[1], wide_beyond=beyond))
+    return pd.DataFrame(rows)
+
+
 def held_out_relations(select: pd.DataFrame, evaluate: pd.DataFrame, min_arcs: int = 100) -> pd.DataFrame:
     """Per relation, the best head against the best fixed offset, both **chosen on one treebank and scored on
     another** (e.g. chosen on EWT-dev, scored on EWT-test), so that picking the maximum of many heads does

@@ -308,6 +308,38 @@ def position_ablation(table, by: str = "run"):
     return alt.vconcat(*panels).resolve_scale(x="shared")
 
 
+def extended_positions(table, by: str = "run"):
+    """Two readings of the SAS scalar against step, from :func:`sasutils.measure.extended_positions_reading` rows.
+
+    Solid: the project's reading (the sentences that fit the run's rows); dashed: every sentence, with the
+    position table grown by untrained rows. Dotted rules: each reading's uniform-attention floor
+    (:func:`sasutils.sas.uniform_baseline`); red: the "SAS <= 0.15 before" threshold
+    (:data:`sasutils.onsets.UAS_BEFORE_MAX`). The median over the rows of each ``by`` value."""
+    import pandas as pd
+
+    from .onsets import UAS_BEFORE_MAX
+
+    cols = ["sas_uas", "wide_uas", "uniform_uas", "wide_uniform_uas"]
+    med = table.groupby([by, "step"], as_index=False)[cols].median()
+    names = [("sas_uas", "uniform_uas", "sentences that fit"), ("wide_uas", "wide_uniform_uas", "every sentence")]
+    long = pd.concat([med[[by, "step"]].assign(reading=name, uas=med[col]) for col, _, name in names])
+    floors = pd.concat([med.groupby(by, as_index=False)[f].first().rename(columns={f: "uas"}).assign(reading=name)
+                        for _, f, name in names])
+    sel = _legend_selection(by)
+    opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
+    colour = alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500))
+    dash = alt.StrokeDash("reading:N", legend=alt.Legend(orient="bottom", title=None))
+    lines = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("step:Q"), y=alt.Y("uas:Q", title="SAS (best-head UAS)", scale=alt.Scale(zero=False)),
+        color=colour, strokeDash=dash, opacity=opacity,
+        tooltip=[by, "reading", "step", alt.Tooltip("uas:Q", format=".3f")]).add_params(sel)
+    floor = alt.Chart(floors).mark_rule(strokeDash=[1, 3], color="grey").encode(
+        y="uas:Q", opacity=opacity, tooltip=[by, "reading", alt.Tooltip("uas:Q", title="uniform-attention UAS", format=".3f")])
+    limit = alt.Chart(pd.DataFrame({"uas": [UAS_BEFORE_MAX]})).mark_rule(color="red", strokeDash=[4, 2]).encode(
+        y="uas:Q", tooltip=[alt.Tooltip("uas:Q", title="SAS <= this before the transition")])
+    return alt.layer(lines, floor, limit).properties(width=560, height=220)
+
+
 def head_heatmap(uas, run: str | None = None, relation: str = "all"):
     """UAS of every (layer, head) in both directions, with a slider over checkpoints (client-side)."""
     d = uas[(uas.layer >= 0) & (uas.relation == relation)]

@@ -203,3 +203,27 @@ def test_position_ablation_names_a_run_whose_tokenizer_differs_from_the_cache(ru
         p.unlink()
     with pytest.raises(measure.TokenizerMismatch, match=str(run_dir)):
         measure.position_ablation([run_dir], n_sentences=20, progress=False)
+
+
+def test_extended_positions_reading_scores_every_sentence_with_a_grown_table(run_dir, ewt_dev):
+    from transformers import AutoTokenizer
+
+    from sasutils import sas
+
+    df = measure.extended_positions_reading([run_dir], n_positions=160, n_sentences=40, progress=False)
+    steps = [s for s, _ in T.list_checkpoints(run_dir)]
+    assert list(df.step) == steps and (df.seq_len == 16).all()
+    assert df[["sas_uas", "wide_uas", "uniform_uas", "wide_uniform_uas"]].apply(lambda c: c.between(0, 1)).all().all()
+    # the wide set is the first 40 sentences, of which most exceed the run's 16 positions
+    enc = sas.encode_treebank(ewt_dev[:40], AutoTokenizer.from_pretrained(run_dir / "tokenizer"), 160)
+    assert enc.skipped_too_long == 0
+    assert np.isclose(df.wide_uniform_uas.iloc[0], sas.uniform_baseline(enc)["dep"])
+    # first piece of word w sits after [CLS] and the pieces of words 0..w-1
+    first = [1 + np.concatenate([[0], np.cumsum(np.bincount(p2w[p2w >= 0]))[:-1]]) for p2w in enc.p2w]
+    scored = np.concatenate([f[h >= 0] for f, h in zip(first, enc.heads)])
+    assert np.isclose(df.wide_beyond.iloc[0], np.mean(scored >= 16)) and 0.3 < df.wide_beyond.iloc[0] < 1
+    # the project's reading is the position ablation's unablated one (the same cache)
+    pa = measure.position_ablation([run_dir], n_sentences=40, loss=False, progress=False)
+    assert np.allclose(pa.sas_uas, df.sas_uas)
+    with pytest.raises(ValueError, match="n_positions=20"):
+        measure.extended_positions_reading([run_dir], n_positions=20, n_sentences=40, progress=False)

@@ -125,3 +125,24 @@ def test_position_blind_makes_the_encoder_permutation_equivariant_and_restores(s
             h_perm = tiny_model.bert(input_ids=ids[:, perm], attention_mask=mask).last_hidden_state
         assert torch.allclose(h[:, perm], h_perm, atol=1e-5)  # blind: permuting the input permutes the output
     assert torch.equal(tiny_model.bert.embeddings.position_embeddings.weight, before)
+
+
+def test_extend_positions_keeps_the_trained_rows_and_reads_longer_inputs(small_tokenizer):
+    from sasutils.model import build_model, extend_positions, preset
+
+    cfg = preset("cpu-tiny", hidden_size=64, intermediate_size=128, seq_len=16)
+    m = build_model(cfg, len(small_tokenizer), small_tokenizer.pad_token_id, seed=0).eval()
+    before = m.bert.embeddings.position_embeddings.weight.detach().clone()
+    ids = torch.randint(10, len(small_tokenizer), (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        h = m.bert(input_ids=ids).last_hidden_state
+        extend_positions(m, 40, seed=1)
+        table = m.bert.embeddings.position_embeddings.weight
+        assert table.shape == (40, 64) and m.config.max_position_embeddings == 40
+        assert torch.equal(table[:16], before)
+        assert abs(table[16:].std().item() - m.config.initializer_range) < 0.003  # the init scale of the new rows
+        assert torch.allclose(m.bert(input_ids=ids).last_hidden_state, h, atol=1e-6)  # short inputs: unchanged
+        long = torch.randint(10, len(small_tokenizer), (1, 40), generator=torch.Generator().manual_seed(2))
+        assert m.bert(input_ids=long).last_hidden_state.shape == (1, 40, 64)
+    with pytest.raises(ValueError, match="n_positions=40"):
+        extend_positions(m, 40)

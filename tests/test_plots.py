@@ -41,3 +41,13 @@ def test_head_positions_plots_each_runs_last_checkpoint():
     data = next(iter(spec["datasets"].values()))
     assert sorted({(r["run"], r["step"]) for r in data}) == [("a", 500), ("b", 1000)]
     assert len(data) == 6
+
+
+def test_extended_positions_draws_both_readings_their_floors_and_the_threshold():
+    rows = [dict(run=run, step=step, sas_uas=0.16 + 0.01 * k, wide_uas=0.09 + 0.01 * k, uniform_uas=0.157,
+                 wide_uniform_uas=0.085) for run in ("a", "b") for k, step in enumerate((0, 500, 1000))]
+    spec = plots.extended_positions(pd.DataFrame(rows)).to_dict()
+    lines, floors, limit = (spec["datasets"][layer["data"]["name"]] for layer in spec["layer"])
+    assert len(lines) == 12 and {r["reading"] for r in lines} == {"sentences that fit", "every sentence"}
+    assert sorted(r["uas"] for r in floors) == [0.085, 0.085, 0.157, 0.157]
+    assert limit == [{"uas": 0.15}]
