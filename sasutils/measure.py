@@ -253,54 +253,71 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     return pd.DataFrame(rows)
 
 
+def _grown_uas(path: Path, enc: sas.EncodedTreebank, n_positions: int, seed: int, pos_init: str) -> pd.DataFrame:
+    """Per-head UAS of the checkpoint at ``path`` on ``enc``, its position table grown to ``n_positions`` rows."""
+    m, _ = load_checkpoint(path)
+    model_lib.extend_positions(m, n_positions, seed=seed, init=pos_init)
+    return sas.score_uas(m, enc, baselines=False)
+
+
+def _fit_uas(path: Path, enc: sas.EncodedTreebank) -> pd.DataFrame:
+    return sas.score_uas(load_checkpoint(path)[0], enc, baselines=False)
+
+
 def extended_positions_reading(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None,
                                n_positions: int = 512, treebank: str = "ewt-dev", n_sentences: int = 300,
                                seed: int = 0, data_dir=None, progress: bool = True) -> pd.DataFrame:
     """The SAS scalar read two ways at each checkpoint: on the first ``n_sentences`` sentences that fit the
     run's rows (the project's reading, ``sas_uas``), and on the first ``n_sentences`` sentences whatever their
     length, with the position table grown to ``n_positions`` rows by :func:`sasutils.model.extend_positions`
-    (``wide_uas``): how a model built from a default ``BertConfig`` (512 positions) and trained on short windows
-    would be read if every sentence were scored.
+    (``wide_uas``): how a model built with ``n_positions`` positions (a default ``BertConfig`` has 512) but
+    trained on shorter rows would be read if every sentence were scored.
 
-    One row per (run, step): ``sas_uas``, ``sas_head``, ``wide_uas``, ``wide_head``; the uniform-attention floors
-    of both sentence sets (``uniform_uas``, ``wide_uniform_uas``, :func:`sasutils.sas.uniform_baseline`); and
-    ``wide_beyond``: the share of the wide set's scored words (root excluded) whose first piece sits at a
-    position the run never trained (>= its ``seq_len``). Scores are cached per checkpoint under
-    ``run_dir/measure/``.
+    One row per (run, step): ``sas_uas``, ``sas_head``, ``wide_uas``, ``wide_head``; for both sentence sets the
+    uniform-attention floor (``uniform_uas``, ``wide_uniform_uas``, :func:`sasutils.sas.uniform_baseline`) and
+    the best fixed-offset baseline (``offset_best``, ``wide_offset_best``: word-level, so it does not depend on the
+    tokenizer's pieces, only on which sentences are read); ``wide_beyond``: the share of the wide set's scored
+    words (root excluded) whose first piece sits at a position the run never trained (>= its ``seq_len``;
+    position 0 is [CLS]); ``wide_long``: the share of its scored words in sentences longer than the run's rows,
+    whose attention spans untrained positions. Scores are cached per checkpoint under ``run_dir/measure/``.
+    Raises ``ValueError`` naming ``n_positions`` if it does not exceed a run's ``seq_len`` or if one of the
+    first ``n_sentences`` sentences does not fit it.
     """
     from transformers import AutoTokenizer
 
     sents = load_treebank(treebank, data_dir)
+    relations = sorted({r for s in sents for r in s.deprels})
     rows = []
     for r in run_dirs:
         r = Path(r)
         ckpts = _checkpoints_at(r, steps)
         cfg = json.loads((r / "config.json").read_text())
+        T = cfg["seq_len"]
+        if n_positions <= T:
+            raise ValueError(f"parameter n_positions={n_positions}: must exceed the run's seq_len {T} ({r})")
         tok = AutoTokenizer.from_pretrained(r / "tokenizer")
-        fit = sas.first_n(sas.encode_treebank(sents, tok, cfg["seq_len"]), n_sentences)
-        wide = sas.first_n(sas.encode_treebank(sents, tok, n_positions), n_sentences)
+        fit = sas.first_n(sas.encode_treebank(sents, tok, T), n_sentences)
+        wide = sas.encode_treebank(sents[:n_sentences], tok, n_positions, relations)
         if wide.skipped_too_long:
-            raise ValueError(f"parameter n_positions={n_positions}: {wide.skipped_too_long} of the first "
-                             f"{treebank} sentences still do not fit")
+            raise ValueError(f"parameter n_positions={n_positions}: {wide.skipped_too_long} of the first {n_sentences} "
+                             f"{treebank} sentences are longer; raise it")
         first = [np.array([np.flatnonzero(p2w == w)[0] for w in range(len(h)) if h[w] >= 0])
                  for p2w, h in zip(wide.p2w, wide.heads)]
-        beyond = float(np.mean(np.concatenate(first) >= cfg["seq_len"]))
-        floors = sas.uniform_baseline(fit)["dep"], sas.uniform_baseline(wide)["dep"]
+        words = np.concatenate(first)
+        long = np.concatenate([np.full(len(f), len(ids) > T) for f, ids in zip(first, wide.ids)])
+        offsets = [sas.offset_baselines(e).query("relation == 'all'").uas.max() for e in (fit, wide)]
+        fixed = dict(seq_len=T, uniform_uas=sas.uniform_baseline(fit)["dep"], offset_best=offsets[0],
+                     wide_uniform_uas=sas.uniform_baseline(wide)["dep"], wide_offset_best=offsets[1],
+                     wide_beyond=float(np.mean(words >= T)), wide_long=float(np.mean(long)))
+        pos_init = cfg.get("pos_init", "normal")
         for step, path in tqdm(ckpts, desc=f"extended positions {r.name}", disable=not progress):
-            def score(enc, grow: bool):
-                def run():
-                    m, _ = load_checkpoint(path)
-                    if grow:
-                        model_lib.extend_positions(m, n_positions, seed=seed)
-                    return sas.score_uas(m, enc, baselines=False)
-                return run
-
             tag = f"{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
-            seen = sas.summarize(_cached(r / "measure" / f"uas_{tag}", score(fit, False)))
-            grown = sas.summarize(_cached(r / "measure" / f"uas_wide{n_positions}s{seed}_{tag}", score(wide, True)))
-            rows.append(dict(run=r.name, step=step, seq_len=cfg["seq_len"], sas_uas=seen["sas_uas"],
-                             sas_head=seen["sas_head"], wide_uas=grown["sas_uas"], wide_head=grown["sas_head"],
-                             uniform_uas=floors[0], wide_uniform_uas=floors[1], wide_beyond=beyond))
+            # the same sentences and scorer as position_ablation's reading with order, so the two share a cache
+            seen = sas.summarize(_cached(r / "measure" / f"uas_{tag}", lambda: _fit_uas(path, fit)))
+            grown = sas.summarize(_cached(r / "measure" / f"uas_wide{n_positions}s{seed}_{tag}",
+                                          lambda: _grown_uas(path, wide, n_positions, seed, pos_init)))
+            rows.append(dict(run=r.name, step=step, sas_uas=seen["sas_uas"], sas_head=seen["sas_head"],
+                             wide_uas=grown["sas_uas"], wide_head=grown["sas_head"], **fixed))
     return pd.DataFrame(rows)
 
 

@@ -182,26 +182,36 @@ def position_blind(model) -> Iterator:
             table.copy_(saved)
 
 
-def extend_positions(model, n_positions: int, seed: int = 0) -> None:
+def extend_positions(model, n_positions: int, seed: int = 0, init: str = "normal") -> None:
     """Grow ``model``'s learned position table from T to ``n_positions`` rows (in place).
 
-    ``P'[:T] = P``; ``P'[T:] ~ N(0, initializer_range)``, drawn with ``seed``: the rows a model built with
-    ``n_positions`` positions but trained on rows of T pieces would hold, since no batch reaches them (AdamW's
-    decoupled weight decay, which would shrink them slightly, is ignored). Lets a model score sentences longer
-    than its rows, as a model from a default ``BertConfig`` (512 positions) trained on short windows does.
-    Raises ``ValueError`` if ``n_positions`` is not above T.
+    ``P'[:T] = P``; ``P'[T:]`` as the run's ``pos_init`` would have drawn them: ``"normal"`` N(0, initializer_range)
+    (drawn with ``seed``), ``"sinusoidal"`` rows T.. of :func:`sinusoidal_positions`, ``"zero"`` zeros. These are the
+    rows a model built with ``n_positions`` positions but trained on rows of T pieces would hold, since no batch
+    reaches them (AdamW's decoupled weight decay, which would shrink them slightly, is ignored). Lets a model
+    score sentences longer than its rows, as a model from a default ``BertConfig`` (512 positions) trained on
+    short windows does. Raises ``ValueError`` naming the parameter if ``n_positions`` does not exceed T or
+    ``init`` is unknown.
     """
     emb = model.bert.embeddings
     old = emb.position_embeddings.weight
     T, D = old.shape
     if n_positions <= T:
         raise ValueError(f"parameter n_positions={n_positions}: must exceed the model's {T} positions")
-    gen = torch.Generator().manual_seed(seed)
-    new = torch.empty(n_positions, D, dtype=old.dtype).normal_(0.0, model.config.initializer_range, generator=gen)
+    std = model.config.initializer_range
+    if init == "normal":
+        new = torch.empty(n_positions, D).normal_(0.0, std, generator=torch.Generator().manual_seed(seed))
+    elif init == "sinusoidal":
+        new = sinusoidal_positions(n_positions, D, std)
+    elif init == "zero":
+        new = torch.zeros(n_positions, D)
+    else:
+        raise ValueError(f"parameter init={init!r}: must be one of ('normal', 'sinusoidal', 'zero')")
+    new = new.to(old.dtype)
     new[:T] = old.detach().cpu()
     emb.position_embeddings = torch.nn.Embedding.from_pretrained(new.to(old.device), freeze=False)
     emb.register_buffer("position_ids", torch.arange(n_positions, device=old.device).unsqueeze(0), persistent=False)
-    if hasattr(emb, "token_type_ids"):
+    if hasattr(emb, "token_type_ids"):  # BERT has this buffer, Megatron-BERT (pre-LN) does not
         emb.register_buffer("token_type_ids", torch.zeros(1, n_positions, dtype=torch.long, device=old.device),
                             persistent=False)
     model.config.max_position_embeddings = n_positions

@@ -840,12 +840,13 @@ def before_transition(reports: Any, table: Any, col: str) -> Any:
     """Another reading "before the transition", as ``uas_ok`` takes it: for each run (rows of
     :func:`transition_report`), ``table[col]`` at the last row of that run with ``step`` at or before the earlier
     of ▲ and the loss bend (e.g. a per-checkpoint table of :mod:`sasutils.measure`, whose steps are coarser than
-    the log's). A Series indexed by run; NaN where the run has no such row or no transition."""
+    the log's); rows where ``col`` is NaN are skipped, as ``uas_ok`` skips steps without a SAS reading. A Series
+    indexed by run; NaN where the run has no such row or no transition."""
     import pandas as pd
 
     out = {}
     for _, r in reports.iterrows():
-        g = table[table.run == r.run].sort_values("step")
+        g = table[table.run == r.run].dropna(subset=[col]).sort_values("step")  # as uas_ok: readings only
         out[r.run] = _at_or_before(g, col, float(np.nanmin([r.bend_start, r.structure_onset, np.inf])))
     return pd.Series(out, name=col, dtype=float)
 

@@ -314,7 +314,7 @@ def extended_positions(table, by: str = "run"):
     Solid: the project's reading (the sentences that fit the run's rows); dashed: every sentence, with the
     position table grown by untrained rows. Dotted rules: each reading's uniform-attention floor
     (:func:`sasutils.sas.uniform_baseline`); red: the "SAS <= 0.15 before" threshold
-    (:data:`sasutils.onsets.UAS_BEFORE_MAX`). The median over the rows of each ``by`` value."""
+    (:data:`sasutils.onsets.UAS_BEFORE_MAX`). One line per ``by`` value: the median over its rows at each step."""
     import pandas as pd
 
     from .onsets import UAS_BEFORE_MAX

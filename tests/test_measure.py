@@ -205,25 +205,40 @@ def test_position_ablation_names_a_run_whose_tokenizer_differs_from_the_cache(ru
         measure.position_ablation([run_dir], n_sentences=20, progress=False)
 
 
-def test_extended_positions_reading_scores_every_sentence_with_a_grown_table(run_dir, ewt_dev):
+def test_extended_positions_reading_scores_every_sentence_with_a_grown_table(run_dir, ewt_dev, tmp_path):
+    import shutil
+
     from transformers import AutoTokenizer
 
-    from sasutils import sas
+    from sasutils import model as M, sas
 
-    df = measure.extended_positions_reading([run_dir], n_positions=160, n_sentences=40, progress=False)
-    steps = [s for s, _ in T.list_checkpoints(run_dir)]
-    assert list(df.step) == steps and (df.seq_len == 16).all()
-    assert df[["sas_uas", "wide_uas", "uniform_uas", "wide_uniform_uas"]].apply(lambda c: c.between(0, 1)).all().all()
-    # the wide set is the first 40 sentences, of which most exceed the run's 16 positions
-    enc = sas.encode_treebank(ewt_dev[:40], AutoTokenizer.from_pretrained(run_dir / "tokenizer"), 160)
-    assert enc.skipped_too_long == 0
-    assert np.isclose(df.wide_uniform_uas.iloc[0], sas.uniform_baseline(enc)["dep"])
+    run = shutil.copytree(run_dir, tmp_path / run_dir.name)  # a cache of its own, so nothing is read back
+    df = measure.extended_positions_reading([run], n_positions=160, n_sentences=40, progress=False)
+    ckpts = T.list_checkpoints(run)
+    assert list(df.step) == [s for s, _ in ckpts] and (df.seq_len == 16).all()
+    tok = AutoTokenizer.from_pretrained(run / "tokenizer")
+    fit = sas.first_n(sas.encode_treebank(ewt_dev, tok, 16), 40)
+    wide = sas.encode_treebank(ewt_dev[:40], tok, 160)  # the first 40 sentences, most longer than 16 pieces
+    step, path = ckpts[-1]
+    row = df.set_index("step").loc[step]
+    m = T.load_checkpoint(path)[0]
+    assert np.isclose(row.sas_uas, sas.summarize(sas.score_uas(m, fit, baselines=False))["sas_uas"])
+    M.extend_positions(m, 160)  # seed 0, BERT's normal rows, as the reading's defaults
+    assert np.isclose(row.wide_uas, sas.summarize(sas.score_uas(m, wide, baselines=False))["sas_uas"])
+    assert row.wide_uas != row.sas_uas
+    assert np.isclose(row.uniform_uas, sas.uniform_baseline(fit)["dep"])
+    assert np.isclose(row.wide_uniform_uas, sas.uniform_baseline(wide)["dep"])
+    # the best "parent = i + k" over words, counted by hand
+    best = max(np.mean(np.concatenate([(h == np.arange(len(h)) + k)[h >= 0] for h in wide.heads]))
+               for k in sas.OFFSETS)
+    assert np.isclose(row.wide_offset_best, best)
     # first piece of word w sits after [CLS] and the pieces of words 0..w-1
-    first = [1 + np.concatenate([[0], np.cumsum(np.bincount(p2w[p2w >= 0]))[:-1]]) for p2w in enc.p2w]
-    scored = np.concatenate([f[h >= 0] for f, h in zip(first, enc.heads)])
-    assert np.isclose(df.wide_beyond.iloc[0], np.mean(scored >= 16)) and 0.3 < df.wide_beyond.iloc[0] < 1
-    # the project's reading is the position ablation's unablated one (the same cache)
-    pa = measure.position_ablation([run_dir], n_sentences=40, loss=False, progress=False)
-    assert np.allclose(pa.sas_uas, df.sas_uas)
+    first = [1 + np.concatenate([[0], np.cumsum(np.bincount(p2w[p2w >= 0]))[:-1]]) for p2w in wide.p2w]
+    scored = np.concatenate([f[h >= 0] for f, h in zip(first, wide.heads)])
+    assert np.isclose(row.wide_beyond, np.mean(scored >= 16)) and 0.3 < row.wide_beyond < 1
+    in_long = np.concatenate([np.full((h >= 0).sum(), len(ids) > 16) for h, ids in zip(wide.heads, wide.ids)])
+    assert np.isclose(row.wide_long, np.mean(in_long)) and row.wide_long > row.wide_beyond
+    with pytest.raises(ValueError, match="n_positions=16"):
+        measure.extended_positions_reading([run], n_positions=16, n_sentences=40, progress=False)
     with pytest.raises(ValueError, match="n_positions=20"):
-        measure.extended_positions_reading([run_dir], n_positions=20, n_sentences=40, progress=False)
+        measure.extended_positions_reading([run], n_positions=20, n_sentences=40, progress=False)

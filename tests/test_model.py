@@ -146,3 +146,7 @@ def test_extend_positions_keeps_the_trained_rows_and_reads_longer_inputs(small_t
         assert m.bert(input_ids=long).last_hidden_state.shape == (1, 40, 64)
     with pytest.raises(ValueError, match="n_positions=40"):
         extend_positions(m, 40)
+    extend_positions(m, 48, init="zero")  # the rows a zero-initialised table would hold
+    assert torch.equal(m.bert.embeddings.position_embeddings.weight[40:], torch.zeros(8, 64))
+    with pytest.raises(ValueError, match="init='uniform'"):
+        extend_positions(m, 60, init="uniform")

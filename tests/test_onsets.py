@@ -495,9 +495,9 @@ def test_soft_onsets_read_the_structure_onset_on_the_soft_score():
 def test_before_transition_reads_the_last_row_at_or_before_the_earlier_onset():
     reports = pd.DataFrame({"run": ["a", "b", "c"], "structure_onset": [1031.25, 1500.0, np.nan],
                             "bend_start": [1218.75, 1250.0, np.nan]})
-    table = pd.DataFrame({"run": ["a"] * 3 + ["b"] * 3 + ["c"],
-                          "step": [1500, 0, 1000, 0, 1000, 1500, 0], "x": [0.3, 0.1, 0.17, 0.09, 0.14, 0.3, 0.1]})
+    table = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 3 + ["c"], "step": [1500, 0, 1000, 1020, 0, 1000, 1500, 0],
+                          "x": [0.3, 0.1, 0.17, np.nan, 0.09, 0.14, 0.3, 0.1]})
     got = O.before_transition(reports, table, "x")
-    assert got["a"] == 0.17  # ▲ at 1,031: the checkpoint at 1,000 (rows out of order)
+    assert got["a"] == 0.17  # ▲ at 1,031: the reading at 1,000 (rows out of order; 1,020 has none)
     assert got["b"] == 0.14  # the bend at 1,250 comes first
     assert np.isnan(got["c"])  # no transition
