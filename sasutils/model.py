@@ -98,14 +98,10 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
     )
     model = model_cls(config)
     pos_init = cfg.get("pos_init", "normal")
-    # set after the normal init, so every other weight equals the "normal" run of the same seed
-    with torch.no_grad():
-        table = model.bert.embeddings.position_embeddings.weight
-        if pos_init == "sinusoidal":
-            table.copy_(sinusoidal_positions(cfg["seq_len"], cfg["hidden_size"], config.initializer_range))
-        elif pos_init == "zero":
-            # every position identical: attention sees no order until training breaks the symmetry
-            table.zero_()
+    if pos_init != "normal":  # set after the normal init, so every other weight equals the "normal" run of the same seed
+        with torch.no_grad():
+            model.bert.embeddings.position_embeddings.weight.copy_(
+                initial_positions(pos_init, cfg["seq_len"], cfg["hidden_size"], config.initializer_range))
     set_attention(model, "sdpa")
     return model
 
@@ -150,6 +146,26 @@ def sinusoidal_positions(n_positions: int, dim: int, std: float) -> torch.Tensor
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
     return (table * math.sqrt(2) * std).float()
+
+
+POS_INITS = ("normal", "sinusoidal", "zero")
+
+
+def initial_positions(init: str, n_positions: int, dim: int, std: float, seed: int = 0) -> torch.Tensor:
+    """A position table at initialisation, shape (n_positions, dim), for ``pos_init`` = ``init``.
+
+    ``"normal"``: N(0, std) drawn with ``seed`` (what BERT's init draws, though not the same numbers as the model's
+    own seeded init); ``"sinusoidal"``: :func:`sinusoidal_positions`; ``"zero"``: every position identical, so
+    attention sees no order until training breaks the symmetry. Each row depends on its position only, so the
+    first T rows of a longer table are the table of T rows. Raises ``ValueError`` naming ``init``.
+    """
+    if init == "normal":
+        return torch.empty(n_positions, dim).normal_(0.0, std, generator=torch.Generator().manual_seed(seed))
+    if init == "sinusoidal":
+        return sinusoidal_positions(n_positions, dim, std)
+    if init == "zero":
+        return torch.zeros(n_positions, dim)
+    raise ValueError(f"parameter init={init!r}: must be one of {POS_INITS}")
 
 
 @contextlib.contextmanager
@@ -198,16 +214,7 @@ def extend_positions(model, n_positions: int, seed: int = 0, init: str = "normal
     T, D = old.shape
     if n_positions <= T:
         raise ValueError(f"parameter n_positions={n_positions}: must exceed the model's {T} positions")
-    std = model.config.initializer_range
-    if init == "normal":
-        new = torch.empty(n_positions, D).normal_(0.0, std, generator=torch.Generator().manual_seed(seed))
-    elif init == "sinusoidal":
-        new = sinusoidal_positions(n_positions, D, std)
-    elif init == "zero":
-        new = torch.zeros(n_positions, D)
-    else:
-        raise ValueError(f"parameter init={init!r}: must be one of ('normal', 'sinusoidal', 'zero')")
-    new = new.to(old.dtype)
+    new = initial_positions(init, n_positions, D, model.config.initializer_range, seed=seed).to(old.dtype)
     new[:T] = old.detach().cpu()
     emb.position_embeddings = torch.nn.Embedding.from_pretrained(new.to(old.device), freeze=False)
     emb.register_buffer("position_ids", torch.arange(n_positions, device=old.device).unsqueeze(0), persistent=False)

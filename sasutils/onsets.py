@@ -851,6 +851,17 @@ def before_transition(reports: Any, table: Any, col: str) -> Any:
     return pd.Series(out, name=col, dtype=float)
 
 
+def after_transition(reports: Any, table: Any, col: str) -> Any:
+    """Another reading "after the drop", as ``uas_ok`` takes it: for each run (rows of :func:`transition_report`),
+    the highest ``table[col]`` of that run at or after the end of the loss bend (``bend_end``), e.g. from a
+    per-checkpoint table of :mod:`sasutils.measure`. A Series indexed by run; NaN where the run has no such row
+    or no bend."""
+    import pandas as pd
+
+    out = {r.run: table[(table.run == r.run) & (table.step >= r.bend_end)][col].max() for _, r in reports.iterrows()}
+    return pd.Series(out, name=col, dtype=float)
+
+
 def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) -> dict[str, Any]:
     """Did a run show the phase transition? Onsets plus the small-regime criteria, as one flat dict.
 

@@ -58,7 +58,7 @@ DEFAULTS = dict(
 LR_SCHEDULES = ("linear", "constant")
 # "normal": BERT's N(0, init_range) position table; "sinusoidal": the same scale, relative-position structure;
 # "zero": no position signal at init (layer 0 starts permutation-equivariant; position must be learned)
-POS_INITS = ("normal", "sinusoidal", "zero")
+POS_INITS = model_lib.POS_INITS
 # the MLM head's output bias at init: "zero" (BERT's) or "unigram" (log frequencies of the training pieces)
 BIAS_INITS = ("zero", "unigram")
 # "all": the paper's term, on attention as it is; "words": rows renormalised over the other word pieces

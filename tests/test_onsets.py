@@ -501,3 +501,12 @@ def test_before_transition_reads_the_last_row_at_or_before_the_earlier_onset():
     assert got["a"] == 0.17  # ▲ at 1,031: the reading at 1,000 (rows out of order; 1,020 has none)
     assert got["b"] == 0.14  # the bend at 1,250 comes first
     assert np.isnan(got["c"])  # no transition
+
+
+def test_after_transition_takes_the_highest_reading_from_the_end_of_the_bend():
+    reports = pd.DataFrame({"run": ["a", "b"], "bend_end": [2000.0, np.nan]})
+    table = pd.DataFrame({"run": ["a"] * 4 + ["b"], "step": [1500, 2000, 2500, 3000, 3000],
+                          "x": [0.4, 0.26, 0.27, np.nan, 0.3]})
+    got = O.after_transition(reports, table, "x")
+    assert got["a"] == 0.27  # not 0.4 (before the bend ended); NaN readings ignored
+    assert np.isnan(got["b"])  # no bend
