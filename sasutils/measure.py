@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import blimp as blimp_lib
 from . import model as model_lib
 from . import sas
-from .train import list_checkpoints, load_checkpoint, read_metrics
+from .train import list_checkpoints, load_checkpoint, read_metrics, verify_checkpoint
 from .treebank import load_treebank
 
 
@@ -250,6 +250,39 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
             if loss:
                 row.update(_cached(r / "measure" / f"loss_blind_step{step:07d}.parquet", losses).iloc[0].to_dict())
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def query_key_scale(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None) -> pd.DataFrame:
+    """Root mean square of each layer's query and key weights at a run's checkpoints: how far training has moved
+    them from their initial scale (``init_range * qk_init``).
+
+    One row per run, step and layer: ``query_rms`` = ``sqrt(mean(W_q^2))`` and ``key_rms`` likewise, over the (D, D)
+    weight matrix; ``logit_scale`` = ``D * query_rms * key_rms``, the standard deviation of a head's attention logit
+    ``q . k / sqrt(d)`` for independent weights and inputs with unit-variance entries, as after a layer norm
+    (``q_i`` has variance ``D query_rms^2``, a sum of d such products over ``sqrt(d)`` has variance
+    ``D^2 query_rms^2 key_rms^2``). A rough scale: trained weights are not independent. Read from the checkpoints' weights (verified first), without running the model.
+    """
+    from safetensors.torch import load_file
+
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if steps is None or s in steps]
+        if not ckpts:
+            raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {run_dir / 'checkpoints'}")
+        for step, path in ckpts:
+            verify_checkpoint(path)
+            w = load_file(str(path / "model.safetensors"))
+            layer = 0
+            while f"bert.encoder.layer.{layer}.attention.self.query.weight" in w:
+                q = w[f"bert.encoder.layer.{layer}.attention.self.query.weight"].double()
+                k = w[f"bert.encoder.layer.{layer}.attention.self.key.weight"].double()
+                qr, kr = q.pow(2).mean().sqrt().item(), k.pow(2).mean().sqrt().item()
+                rows.append(dict(run=run_dir.name, step=step, layer=layer, query_rms=qr, key_rms=kr,
+                                 logit_scale=q.shape[1] * qr * kr))
+                layer += 1
+            if layer == 0:
+                raise ValueError(f"{path / 'model.safetensors'}: no BERT query/key weights (bert.encoder.layer.N.attention.self)")
     return pd.DataFrame(rows)
 
 

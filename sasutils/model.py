@@ -102,8 +102,25 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
         with torch.no_grad():
             model.bert.embeddings.position_embeddings.weight.copy_(
                 initial_positions(pos_init, cfg["seq_len"], cfg["hidden_size"], config.initializer_range))
+    qk = cfg.get("qk_init", 1.0)
+    if qk != 1.0:  # scaled after the normal init, so every other weight equals the qk_init=1 run of the same seed
+        scale_query_key(model, qk)
     set_attention(model, "sdpa")
     return model
+
+
+def scale_query_key(model, factor: float) -> None:
+    """Multiply every layer's query and key weights and biases by ``factor`` (in place).
+
+    The attention logits ``(x W_q + b_q)(x W_k + b_k)^T / sqrt(d)`` then scale by ``factor^2``: with a small
+    factor every head starts at near-uniform attention, and since the gradient of ``W_q`` is proportional to the keys
+    (and that of ``W_k`` to the queries), the logits also start to grow more slowly -- the small-initialisation picture of
+    plateaus in attention models (``qk_init``). The values, output and feed-forward weights are untouched.
+    """
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".attention.self.query." in name or ".attention.self.key." in name:
+                p.mul_(factor)
 
 
 def set_unigram_bias(model, ids, special_ids) -> None:

@@ -49,7 +49,7 @@ Callback = Callable[[torch.nn.Module, int], dict]
 # Options added after runs were published: at these values they are left out of a run's identity, so
 # earlier runs keep their names and still resume; any other value is part of the identity as usual.
 LATER_DEFAULTS = dict(lr_schedule="linear", init_range=0.02, reg_attention="all", pos_init="normal",
-                      ln_placement="post", bias_init="zero")
+                      ln_placement="post", bias_init="zero", qk_init=1.0)
 DEFAULTS = dict(
     preset="cpu-tiny", seed=0, lam=0.0, suppress_steps=0, reg_reduction="mean",
     eval_every=250, eval_batches=8, checkpoint_every=500, checkpoint_log_steps=(10, 20, 50, 100, 200),
@@ -101,6 +101,8 @@ def make_config(preset: str = "cpu-tiny", **params) -> dict:
     training pieces, so training starts at the unigram loss; see :func:`sasutils.model.set_unigram_bias`).
     ``ln_placement``: ``"post"`` (BERT's) or ``"pre"`` (layer norm before each sub-layer; see
     :func:`sasutils.model.build_model`).
+    ``qk_init``: factor on the query and key weights at initialisation (1 = BERT's; a small factor starts every
+    head at near-uniform attention; see :func:`sasutils.model.scale_query_key`).
     """
     preset_keys = set(model_lib.preset(preset))
     cfg = model_lib.preset(preset, **{k: v for k, v in params.items() if k in preset_keys})
@@ -153,6 +155,7 @@ def validate_config(cfg: dict) -> None:
     need(is_num(cfg["init_range"]) and 0 < cfg["init_range"] < 1, "init_range", "must be a number in (0, 1)")
     need(cfg["pos_init"] in POS_INITS, "pos_init", f"must be one of {POS_INITS}")
     need(cfg["bias_init"] in BIAS_INITS, "bias_init", f"must be one of {BIAS_INITS}")
+    need(is_num(cfg["qk_init"]) and 0 < cfg["qk_init"] <= 10, "qk_init", "must be a number in (0, 10]")
     need(cfg["ln_placement"] in model_lib.LN_PLACEMENTS, "ln_placement", f"must be one of {model_lib.LN_PLACEMENTS}")
     need(0 < cfg["mask_prob"] < 1, "mask_prob", "must be in (0, 1)")
     need(0 <= cfg["dropout"] < 1, "dropout", "must be in [0, 1)")

@@ -242,3 +242,31 @@ def test_extended_positions_reading_scores_every_sentence_with_a_grown_table(run
         measure.extended_positions_reading([run], n_positions=16, n_sentences=40, progress=False)
     with pytest.raises(ValueError, match="n_positions=20"):
         measure.extended_positions_reading([run], n_positions=20, n_sentences=40, progress=False)
+
+
+def test_query_key_scale_reads_the_checkpoint_weights(run_dir):
+    import math
+
+    import torch
+
+    tab = measure.query_key_scale([run_dir])
+    assert sorted(set(tab.step)) == [s for s, _ in T.list_checkpoints(run_dir)] and sorted(set(tab.layer)) == [0, 1]
+    step, path = T.list_checkpoints(run_dir)[-1]
+    model, _ = T.load_checkpoint(path)
+    q = model.bert.encoder.layer[1].attention.self.query.weight.detach().double()
+    k = model.bert.encoder.layer[1].attention.self.key.weight.detach().double()
+    row = tab[(tab.step == step) & (tab.layer == 1)].iloc[0]
+    assert row.query_rms == pytest.approx(q.pow(2).mean().sqrt().item())
+    assert row.key_rms == pytest.approx(k.pow(2).mean().sqrt().item())
+    # logit_scale is the std of q.k/sqrt(d) for unit-variance inputs (an expectation over weight draws): check it
+    # against sampled logits of every head at step 0; 20 % covers this small model's draw, not a factor like sqrt(D)
+    model0, _ = T.load_checkpoint(T.list_checkpoints(run_dir)[0][1])
+    att = model0.bert.encoder.layer[0].attention.self
+    x, y = torch.randn(2, 20000, q.shape[1], generator=torch.Generator().manual_seed(0))
+    H, d = att.num_attention_heads, att.attention_head_size
+    with torch.no_grad():
+        logits = (att.query(x).view(-1, H, d) * att.key(y).view(-1, H, d)).sum(-1) / math.sqrt(d)
+    row0 = tab[(tab.step == 0) & (tab.layer == 0)].iloc[0]
+    assert logits.pow(2).mean().sqrt().item() == pytest.approx(row0.logit_scale, rel=0.2)
+    with pytest.raises(FileNotFoundError, match="at steps"):
+        measure.query_key_scale([run_dir], steps=[999])

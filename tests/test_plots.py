@@ -1,6 +1,7 @@
 """plots.developmental reads metrics logs as training writes them."""
 
 import pandas as pd
+import pytest
 
 from sasutils import plots
 
@@ -51,3 +52,16 @@ def test_extended_positions_draws_both_readings_their_floors_and_the_threshold()
     assert len(lines) == 12 and {r["reading"] for r in lines} == {"sentences that fit", "every sentence"}
     assert sorted(r["uas"] for r in floors) == [0.085, 0.085, 0.157, 0.157]
     assert limit == [{"uas": 0.15}]
+
+
+def test_query_key_scale_draws_the_layer_mean_and_the_sas_of_the_same_runs_and_steps():
+    rows = [dict(run=run, step=step, layer=layer, logit_scale=(layer + 1) * 0.01 * (1 + step))
+            for run in ("a", "b") for step in (0, 100, 500) for layer in (0, 1)]
+    logs = pd.DataFrame([dict(run=run, step=step, sas_uas=0.1 + step / 1e4) for run in ("a", "b", "c")
+                         for step in (0, 250, 500, 750)])
+    spec = plots.query_key_scale(pd.DataFrame(rows), logs).to_dict()
+    left, right = (spec["datasets"][panel["data"]["name"]] for panel in spec["hconcat"])
+    assert sorted((r["run"], r["step"]) for r in left) == [("a", 100), ("a", 500), ("b", 100), ("b", 500)]  # no step 0 on a log axis
+    assert [r["logit_scale"] for r in left if r["step"] == 100] == pytest.approx([0.015 * 101] * 2)  # mean of the layers
+    assert {r["run"] for r in right} == {"a", "b"} and max(r["step"] for r in right) == 500
+    assert "hconcat" not in plots.query_key_scale(pd.DataFrame(rows)).to_dict()

@@ -115,7 +115,7 @@ def test_init_range_sets_the_initial_weight_scale():
 
 
 @pytest.mark.parametrize("option, value, bad", [("pos_init", "sinusoidal", "rotary"), ("pos_init", "zero", "rotary"), ("bias_init", "unigram", "ones"),
-                                              ("ln_placement", "pre", "sandwich")])
+                                              ("ln_placement", "pre", "sandwich"), ("qk_init", 0.1, 0)])
 def test_options_added_later_keep_default_run_names(option, value, bad):
     base = T.make_config("cpu-tiny", seed=0)
     other = T.make_config("cpu-tiny", seed=0, **{option: value})
@@ -132,6 +132,25 @@ def test_pos_init_zero_changes_only_the_position_table():
     key = "bert.embeddings.position_embeddings.weight"
     assert all(torch.equal(a[k], b[k]) for k in a if k != key)
     assert a[key].abs().sum() > 0 and b[key].abs().sum() == 0
+
+
+@pytest.mark.parametrize("ln", ["post", "pre"])
+def test_qk_init_scales_only_query_and_key(ln):
+    from sasutils import model as model_lib
+
+    a, b = (model_lib.build_model(T.make_config("cpu-tiny", seed=0, ln_placement=ln, qk_init=f), 1000, seed=0).state_dict()
+            for f in (1.0, 0.1))
+    changed = sorted(k for k in a if not torch.equal(a[k], b[k]))
+    assert changed == sorted(f"bert.encoder.layer.{i}.attention.self.{m}.weight" for i in (0, 1) for m in ("query", "key"))
+    assert all(torch.allclose(b[k], 0.1 * a[k]) for k in changed)
+    # the logits scale by qk_init^2: attention at init is nearer uniform
+    x = torch.randn(1, 20, 128)
+    def entropy(sd, i=0):
+        q = x @ sd[f"bert.encoder.layer.{i}.attention.self.query.weight"].T
+        k = x @ sd[f"bert.encoder.layer.{i}.attention.self.key.weight"].T
+        p = torch.softmax(q @ k.transpose(-1, -2) / 128 ** 0.5, -1)
+        return -(p * p.log()).sum(-1).mean().item()
+    assert entropy(a) < entropy(b) < np.log(20)
 
 
 def test_pos_init_sinusoidal_changes_only_the_position_table():
