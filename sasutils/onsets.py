@@ -830,6 +830,33 @@ def miss_counts(reports: Any) -> str:
     return "; ".join(f"{c} in {n}" for c, n in fails if n) or "none"
 
 
+def criteria_table(reports: Any, by: str | Sequence[str]) -> Any:
+    """The verdicts of many runs at a glance: one row per ``by`` group of :func:`transition_report` rows.
+
+    Columns: ``runs``; ``finished`` (runs that reached their last step, where ``reports`` has a ``finished`` column); for each criterion of :data:`CRITERIA` the number of runs that meet it; ``all_ok`` (every
+    criterion); and the medians over the group's runs of ▲ (``structure_onset``), the loss bend's start, SAS before the
+    transition and after the drop (``uas_before``, ``uas_after``) and ▲'s lead over the bend (``lead``, steps; from
+    :func:`timing`). A run without a verdict on some criterion (no reading) counts as not meeting it.
+    Groups keep their first-appearance order.
+    """
+    import pandas as pd
+
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [*by, *CRITERIA, "structure_onset", "bend_start", "uas_before", "uas_after"] if c not in reports]
+    if missing:
+        raise ValueError(f"criteria_table: reports lack column(s) {missing}")
+    t = timing(reports)
+    rows = []
+    for key, g in t.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        ok = g[list(CRITERIA)].fillna(False).astype(bool)
+        done = {"finished": int(g.finished.fillna(False).astype(bool).sum())} if "finished" in g else {}
+        rows.append({**dict(zip(by, key)), "runs": len(g), **done, **{c: int(ok[c].sum()) for c in CRITERIA},
+                     "all_ok": int(ok.all(axis=1).sum()),
+                     **{c: float(g[c].median()) for c in ("structure_onset", "bend_start", "lead", "uas_before", "uas_after")}})
+    return pd.DataFrame(rows)
+
+
 def _at_or_before(df: Any, col: str, step: float) -> float:
     """``df[col]`` at the last row with ``step <= step`` (rows sorted by step); NaN if none or ``step`` is NaN."""
     d = df[df.step <= step] if np.isfinite(step) else df.iloc[:0]

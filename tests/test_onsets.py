@@ -439,6 +439,28 @@ def test_miss_counts_names_each_failing_criterion_once():
     assert miss_counts(rep) == "uas_ok in 2; onset_ok in 1"  # in the order of CRITERIA
 
 
+def test_criteria_table_counts_each_criterion_and_takes_medians_per_group():
+    from sasutils.onsets import CRITERIA, criteria_table
+
+    rep = pd.DataFrame({"setting": ["a", "a", "a", "b"], "seed": [0, 1, 2, 0],
+                        "structure_onset": [1000.0, 900.0, 1200.0, 500.0], "bend_start": [1250.0, 1250.0, 1250.0, 800.0],
+                        "uas_before": [0.16, 0.14, 0.18, 0.12], "uas_after": [0.31, 0.33, 0.32, 0.29],
+                        "capabilities_onset": [1500.0] * 4, **{c: [True] * 4 for c in CRITERIA}})
+    rep.loc[[0, 2], "uas_ok"] = False
+    rep["blimp_ok"] = [True, True, True, None]  # no reading: not met
+    t = criteria_table(rep, "setting").set_index("setting")
+    assert list(t.index) == ["a", "b"] and t.runs.tolist() == [3, 1]
+    assert t.uas_ok.tolist() == [1, 1] and t.blimp_ok.tolist() == [3, 0] and t.drop_ok.tolist() == [3, 1]
+    assert t.all_ok.tolist() == [1, 0]
+    assert t.loc["a", "structure_onset"] == 1000.0 and t.loc["a", "lead"] == 250.0 and t.loc["b", "lead"] == 300.0
+    assert t.loc["a", "uas_before"] == pytest.approx(0.16) and t.loc["a", "uas_after"] == pytest.approx(0.32)
+    assert "finished" not in t and criteria_table(rep.assign(finished=[True, False, True, True]), "setting").finished.tolist() == [2, 1]
+    two = criteria_table(rep, ["setting", "seed"])
+    assert len(two) == 4 and set(two.columns) >= {"setting", "seed", "runs", "all_ok"}
+    with pytest.raises(ValueError, match="uas_after"):
+        criteria_table(rep.drop(columns="uas_after"), "setting")
+
+
 def test_never_left_plateau_needs_both_the_loss_and_sas():
     reports = pd.DataFrame({"loss_final": [6.34, 6.34, 5.0, 6.05], "uas_final": [0.12, 0.32, 0.12, 0.20]})
     assert O.never_left_plateau(reports).tolist() == [True, False, False, False]
