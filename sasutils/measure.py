@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import blimp as blimp_lib
 from . import model as model_lib
 from . import sas
-from .train import list_checkpoints, load_checkpoint, read_metrics, verify_checkpoint
+from .train import list_checkpoints, load_checkpoint, read_metrics
 from .treebank import load_treebank
 
 
@@ -253,37 +253,55 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     return pd.DataFrame(rows)
 
 
-def query_key_scale(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None) -> pd.DataFrame:
-    """Root mean square of each layer's query and key weights at a run's checkpoints: how far training has moved
-    them from their initial scale (``init_range * qk_init``).
+def attention_scale(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None, treebank: str = "ewt-dev",
+                    n_sentences: int = 500, data_dir=None, progress: bool = True) -> pd.DataFrame:
+    """How large each head's attention logits are at a run's checkpoints, from its weights and from its attention.
 
-    One row per run, step and layer: ``query_rms`` = ``sqrt(mean(W_q^2))`` and ``key_rms`` likewise, over the (D, D)
-    weight matrix; ``logit_scale`` = ``D * query_rms * key_rms``, the standard deviation of a head's attention logit
-    ``q . k / sqrt(d)`` for independent weights and inputs with unit-variance entries, as after a layer norm
-    (``q_i`` has variance ``D query_rms^2``, a sum of d such products over ``sqrt(d)`` has variance
-    ``D^2 query_rms^2 key_rms^2``). A rough scale: trained weights are not independent. Read from the checkpoints' weights (verified first), without running the model.
+    One row per run, step, layer and head: ``query_rms`` and ``key_rms``, the root mean square of the layer's query and
+    key weight matrices (D, D) (how far training has moved them from ``init_range * qk_init``; the same for every head
+    of a layer); ``logit_spread`` and ``entropy_deficit``, the head's mean over the query rows of the first
+    ``n_sentences`` sentences of ``treebank`` that fit the run's rows (the SAS scalar's sentences) of
+    :func:`sasutils.sas.attention_spread`: the standard deviation of its pre-softmax logits over the keys (0 for
+    uniform attention) and ``1 - H / log n``. The weights alone do not give the logits' size once training has
+    aligned them and scaled the layer norms; the forward pass does.
+
+    Raises ``FileNotFoundError`` naming the run if none of ``steps`` has a checkpoint; requested steps without one are
+    left out (the rows say which remain). Cached per checkpoint under ``run_dir/measure/``.
     """
     from safetensors.torch import load_file
+    from transformers import AutoTokenizer
 
+    import torch
+
+    sents = load_treebank(treebank, data_dir)
     rows = []
-    for run_dir in map(Path, run_dirs):
-        ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if steps is None or s in steps]
-        if not ckpts:
-            raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {run_dir / 'checkpoints'}")
-        for step, path in ckpts:
-            verify_checkpoint(path)
-            w = load_file(str(path / "model.safetensors"))
-            layer = 0
-            while f"bert.encoder.layer.{layer}.attention.self.query.weight" in w:
-                q = w[f"bert.encoder.layer.{layer}.attention.self.query.weight"].double()
-                k = w[f"bert.encoder.layer.{layer}.attention.self.key.weight"].double()
-                qr, kr = q.pow(2).mean().sqrt().item(), k.pow(2).mean().sqrt().item()
-                rows.append(dict(run=run_dir.name, step=step, layer=layer, query_rms=qr, key_rms=kr,
-                                 logit_scale=q.shape[1] * qr * kr))
-                layer += 1
-            if layer == 0:
-                raise ValueError(f"{path / 'model.safetensors'}: no BERT query/key weights (bert.encoder.layer.N.attention.self)")
-    return pd.DataFrame(rows)
+    for r in map(Path, run_dirs):
+        ckpts = _checkpoints_at(r, steps)
+        cfg = json.loads((r / "config.json").read_text())
+        enc = sas.first_n(sas.encode_treebank(sents, AutoTokenizer.from_pretrained(r / "tokenizer"), cfg["seq_len"]),
+                          n_sentences)
+        for step, path in tqdm(ckpts, desc=f"attention scale {r.name}", disable=not progress):
+            def table() -> pd.DataFrame:
+                model, _ = load_checkpoint(path)  # verified
+                w = load_file(str(path / "model.safetensors"))
+                spread = deficit = n = 0
+                with torch.no_grad():
+                    for batch, attn in sas.chunk_attentions(model, enc):
+                        a, b, c = sas.attention_spread(attn, batch.attention_mask)
+                        spread, deficit, n = spread + a, deficit + b, n + c
+                out = []
+                for layer in range(spread.shape[0]):
+                    rms = {f"{m}_rms": w[f"bert.encoder.layer.{layer}.attention.self.{m}.weight"].double().pow(2).mean().sqrt().item()
+                           for m in ("query", "key")}
+                    for head in range(spread.shape[1]):
+                        out.append(dict(layer=layer, head=head, **rms, logit_spread=(spread[layer, head] / n).item(),
+                                        entropy_deficit=(deficit[layer, head] / n).item()))
+                return pd.DataFrame(out)
+
+            name = f"attention_scale_{treebank}_{n_sentences}_step{step:07d}.parquet"
+            rows.append(_cached(r / "measure" / name, table).assign(run=r.name, step=step))
+    cols = ["run", "step", "layer", "head", "query_rms", "key_rms", "logit_spread", "entropy_deficit"]
+    return pd.concat(rows, ignore_index=True)[cols]
 
 
 def _grown_uas(path: Path, enc: sas.EncodedTreebank, n_positions: int, seed: int, pos_init: str) -> pd.DataFrame:

@@ -110,12 +110,15 @@ def build_model(cfg: dict, vocab_size: int, pad_token_id: int = 0, seed: int | N
 
 
 def scale_query_key(model, factor: float) -> None:
-    """Multiply every layer's query and key weights and biases by ``factor`` (in place).
+    """Multiply every layer's query and key projections by ``factor`` (in place; weights and biases, though BERT's
+    biases start at 0).
 
     The attention logits ``(x W_q + b_q)(x W_k + b_k)^T / sqrt(d)`` then scale by ``factor^2``: with a small
     factor every head starts at near-uniform attention, and since the gradient of ``W_q`` is proportional to the keys
     (and that of ``W_k`` to the queries), the logits also start to grow more slowly -- the small-initialisation picture of
-    plateaus in attention models (``qk_init``). The values, output and feed-forward weights are untouched.
+    plateaus in attention models (``qk_init``). The values, output and feed-forward weights are untouched. Whether the
+    logits stay small depends on the optimiser: under Adam they need not (see the book's *Attention that starts
+    nearer uniform*).
     """
     with torch.no_grad():
         for name, p in model.named_parameters():

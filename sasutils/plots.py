@@ -340,30 +340,29 @@ def extended_positions(table, by: str = "run"):
     return alt.layer(lines, floor, limit).properties(width=560, height=220)
 
 
-def query_key_scale(table, logs=None, by: str = "run"):
-    """How large the attention logits are against step, from :func:`sasutils.measure.query_key_scale` rows.
+def attention_scale(table, logs=None, by: str = "run"):
+    """How far attention is from uniform against step, from :func:`sasutils.measure.attention_scale` rows.
 
-    Left: ``logit_scale`` (log scale), the mean over layers at each checkpoint; right (with ``logs``, the runs'
-    metrics): the SAS scalar over the same steps, so a reader can see whether SAS waits for the logits to grow.
-    One line per ``by`` value."""
-    scale = table.groupby([by, "step"], as_index=False)["logit_scale"].mean()
-    scale = scale[scale.step > 0].assign(logit_scale=scale.logit_scale.clip(lower=1e-4))  # log axis: no zeros
+    Left: ``logit_spread`` (log scale), the standard deviation of a head's pre-softmax logits over the keys, the mean over
+    every head at each checkpoint; right (with ``logs``, the runs' metrics): the SAS scalar over the same steps, so a
+    reader can see whether SAS waits for the attention to leave uniform. One line per ``by`` value; clicking the legend
+    highlights it in both panels."""
+    spread = table.groupby([by, "step"], as_index=False)["logit_spread"].mean()
     sel = _legend_selection(by)
     opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
     colour = alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500))
-    left = alt.Chart(scale).mark_line(point=True).encode(
-        x=alt.X("step:Q", scale=alt.Scale(type="symlog")),
-        y=alt.Y("logit_scale:Q", title="attention-logit scale (std)", scale=alt.Scale(type="log")),
+    x = alt.X("step:Q", scale=alt.Scale(type="symlog"))
+    left = alt.Chart(spread).mark_line(point=True).encode(
+        x=x, y=alt.Y("logit_spread:Q", title="attention-logit spread (std over keys)", scale=alt.Scale(type="log")),
         color=colour, opacity=opacity,
-        tooltip=[by, "step", alt.Tooltip("logit_scale:Q", format=".4f")]).add_params(sel).properties(width=270, height=220)
+        tooltip=[by, "step", alt.Tooltip("logit_spread:Q", format=".4f")]).add_params(sel).properties(width=270, height=220)
     if logs is None:
         return left
     sas_log = logs[logs[by].isin(set(table[by])) & logs.sas_uas.notna() & (logs.step <= table.step.max())]
     right = alt.Chart(sas_log[[by, "step", "sas_uas"]]).mark_line(point=True).encode(
-        x=alt.X("step:Q", scale=alt.Scale(type="symlog")),
-        y=alt.Y("sas_uas:Q", title="SAS (best-head UAS)", scale=alt.Scale(zero=False)),
-        color=colour, opacity=opacity,
-        tooltip=[by, "step", alt.Tooltip("sas_uas:Q", format=".3f")]).add_params(sel).properties(width=270, height=220)
+        x=x, y=alt.Y("sas_uas:Q", title="SAS (best-head UAS)", scale=alt.Scale(zero=False)),
+        color=colour, opacity=opacity,  # the legend selection is the left panel's: added once, used by both
+        tooltip=[by, "step", alt.Tooltip("sas_uas:Q", format=".3f")]).properties(width=270, height=220)
     return alt.hconcat(left, right)
 
 

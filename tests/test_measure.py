@@ -244,29 +244,31 @@ def test_extended_positions_reading_scores_every_sentence_with_a_grown_table(run
         measure.extended_positions_reading([run], n_positions=20, n_sentences=40, progress=False)
 
 
-def test_query_key_scale_reads_the_checkpoint_weights(run_dir):
-    import math
-
+def test_attention_scale_reads_the_weights_and_the_attention_of_each_checkpoint(run_dir, ewt_dev):
     import torch
+    from transformers import AutoTokenizer
 
-    tab = measure.query_key_scale([run_dir])
-    assert sorted(set(tab.step)) == [s for s, _ in T.list_checkpoints(run_dir)] and sorted(set(tab.layer)) == [0, 1]
+    from sasutils import model as model_lib, sas
+
+    tab = measure.attention_scale([run_dir], n_sentences=20, progress=False)
+    steps = [s for s, _ in T.list_checkpoints(run_dir)]
+    assert sorted(set(tab.step)) == steps and len(tab) == len(steps) * 2 * 8  # layers x heads
     step, path = T.list_checkpoints(run_dir)[-1]
     model, _ = T.load_checkpoint(path)
-    q = model.bert.encoder.layer[1].attention.self.query.weight.detach().double()
-    k = model.bert.encoder.layer[1].attention.self.key.weight.detach().double()
-    row = tab[(tab.step == step) & (tab.layer == 1)].iloc[0]
-    assert row.query_rms == pytest.approx(q.pow(2).mean().sqrt().item())
-    assert row.key_rms == pytest.approx(k.pow(2).mean().sqrt().item())
-    # logit_scale is the std of q.k/sqrt(d) for unit-variance inputs (an expectation over weight draws): check it
-    # against sampled logits of every head at step 0; 20 % covers this small model's draw, not a factor like sqrt(D)
-    model0, _ = T.load_checkpoint(T.list_checkpoints(run_dir)[0][1])
-    att = model0.bert.encoder.layer[0].attention.self
-    x, y = torch.randn(2, 20000, q.shape[1], generator=torch.Generator().manual_seed(0))
-    H, d = att.num_attention_heads, att.attention_head_size
-    with torch.no_grad():
-        logits = (att.query(x).view(-1, H, d) * att.key(y).view(-1, H, d)).sum(-1) / math.sqrt(d)
-    row0 = tab[(tab.step == 0) & (tab.layer == 0)].iloc[0]
-    assert logits.pow(2).mean().sqrt().item() == pytest.approx(row0.logit_scale, rel=0.2)
+    att = model.bert.encoder.layer[1].attention.self
+    row = tab[(tab.step == step) & (tab.layer == 1) & (tab["head"] == 3)].iloc[0]
+    assert row.query_rms == pytest.approx(att.query.weight.detach().double().pow(2).mean().sqrt().item())
+    assert row.key_rms == pytest.approx(att.key.weight.detach().double().pow(2).mean().sqrt().item())
+    # by hand: head 3 of layer 1, one sentence at a time, the logits' std and 1 - H/log n over each query row
+    enc = sas.first_n(sas.encode_treebank(ewt_dev, AutoTokenizer.from_pretrained(run_dir / "tokenizer"), 16), 20)
+    spreads, deficits = [], []
+    with torch.no_grad(), model_lib.attention_weights(model):
+        model.eval()
+        for ids in enc.ids:
+            p = model.bert(input_ids=torch.as_tensor(ids)[None], output_attentions=True).attentions[1][0, 3].double()
+            spreads += p.log().std(-1, unbiased=False).tolist()
+            deficits += (1 + (p * p.log()).sum(-1) / np.log(len(ids))).tolist()
+    assert row.logit_spread == pytest.approx(np.mean(spreads), rel=1e-4)
+    assert row.entropy_deficit == pytest.approx(np.mean(deficits), rel=1e-3, abs=1e-6)
     with pytest.raises(FileNotFoundError, match="at steps"):
-        measure.query_key_scale([run_dir], steps=[999])
+        measure.attention_scale([run_dir], steps=[999], progress=False)

@@ -54,14 +54,15 @@ def test_extended_positions_draws_both_readings_their_floors_and_the_threshold()
     assert limit == [{"uas": 0.15}]
 
 
-def test_query_key_scale_draws_the_layer_mean_and_the_sas_of_the_same_runs_and_steps():
-    rows = [dict(run=run, step=step, layer=layer, logit_scale=(layer + 1) * 0.01 * (1 + step))
-            for run in ("a", "b") for step in (0, 100, 500) for layer in (0, 1)]
+def test_attention_scale_draws_the_head_mean_and_the_sas_of_the_same_runs_and_steps():
+    rows = [dict(run=run, step=step, layer=layer, head=head, logit_spread=(layer + head + 1) * 0.01 * (1 + step))
+            for run in ("a", "b") for step in (0, 100, 500) for layer in (0, 1) for head in (0, 1)]
     logs = pd.DataFrame([dict(run=run, step=step, sas_uas=0.1 + step / 1e4) for run in ("a", "b", "c")
                          for step in (0, 250, 500, 750)])
-    spec = plots.query_key_scale(pd.DataFrame(rows), logs).to_dict()
+    spec = plots.attention_scale(pd.DataFrame(rows), logs).to_dict()
     left, right = (spec["datasets"][panel["data"]["name"]] for panel in spec["hconcat"])
-    assert sorted((r["run"], r["step"]) for r in left) == [("a", 100), ("a", 500), ("b", 100), ("b", 500)]  # no step 0 on a log axis
-    assert [r["logit_scale"] for r in left if r["step"] == 100] == pytest.approx([0.015 * 101] * 2)  # mean of the layers
+    assert sorted((r["run"], r["step"]) for r in left) == [(run, s) for run in "ab" for s in (0, 100, 500)]
+    assert [r["logit_spread"] for r in left if r["step"] == 100] == pytest.approx([0.02 * 101] * 2)  # mean of the heads
     assert {r["run"] for r in right} == {"a", "b"} and max(r["step"] for r in right) == 500
-    assert "hconcat" not in plots.query_key_scale(pd.DataFrame(rows)).to_dict()
+    assert len(spec["params"]) == 1 and len(spec["params"][0]["views"]) == 1  # the legend selection, added once
+    assert "hconcat" not in plots.attention_scale(pd.DataFrame(rows)).to_dict()

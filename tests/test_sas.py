@@ -274,3 +274,22 @@ def test_uniform_baseline_known_answer():
     assert sas.uniform_baseline(enc, ties="random") == pytest.approx({"dep": 2.5 / 4, "head": 1 / 4})
     with pytest.raises(ValueError, match="ties"):
         sas.uniform_baseline(enc, ties="last")
+
+
+def test_attention_spread_is_zero_for_uniform_rows_and_the_logit_std_otherwise():
+    import torch
+
+    from sasutils.sas import attention_spread
+
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])  # a sentence of 4 pieces and one of 2 (padded)
+    attn = torch.zeros(1, 2, 2, 4, 4, dtype=torch.float64)  # (L, B, H, T, T)
+    attn[0, 0, :, :, :] = 0.25  # head 0 and 1 of sentence 0: uniform
+    attn[0, 1, :, :, :2] = 0.5
+    z = torch.tensor([0.0, 1.0, 3.0, -2.0], dtype=torch.float64)  # head 1 of sentence 0: softmax of known logits
+    attn[0, 0, 1] = torch.softmax(z, -1)
+    spread, deficit, rows = attention_spread(attn, mask)
+    assert rows.item() == 6  # real query rows; padded rows and keys are left out
+    assert spread[0, 0].item() == pytest.approx(0.0, abs=1e-12) and deficit[0, 0].item() == pytest.approx(0.0, abs=1e-12)
+    assert spread[0, 1].item() == pytest.approx(4 * z.std(unbiased=False).item())  # 4 rows of sentence 0, 2 uniform rows
+    p = torch.softmax(z, -1)
+    assert deficit[0, 1].item() == pytest.approx(4 * (1 + (p * p.log()).sum().item() / np.log(4)))
