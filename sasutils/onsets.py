@@ -830,6 +830,21 @@ def miss_counts(reports: Any) -> str:
     return "; ".join(f"{c} in {n}" for c, n in fails if n) or "none"
 
 
+def report_table(logs: Any, **detect_kwargs: Any) -> Any:
+    """:func:`transition_report` of every run of a metrics table (rows with a ``run`` column, as
+    :func:`sasutils.experiments.collect` returns them): one row per run, in first-appearance order. A run too short to
+    judge gets its reason in an ``error`` column instead of a verdict."""
+    import pandas as pd
+
+    rows = []
+    for run, log in logs.groupby("run", sort=False):
+        try:
+            rows.append({"run": run, **transition_report(log, **detect_kwargs)})
+        except ValueError as e:  # too few points to judge (a run stopped very early)
+            rows.append({"run": run, "error": str(e)})
+    return pd.DataFrame(rows)
+
+
 def criteria_table(reports: Any, by: str | Sequence[str]) -> Any:
     """The verdicts of many runs at a glance: one row per ``by`` group of :func:`transition_report` rows.
 

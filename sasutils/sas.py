@@ -316,17 +316,18 @@ def attention_spread(attn: torch.Tensor, attention_mask: torch.Tensor) -> tuple[
     model attends to them). For a query row with n real keys, ``log p_j = z_j - logsumexp(z)``, so the standard
     deviation of ``log p`` over the keys is that of the pre-softmax logits ``z``: the *logit spread* (0 for uniform
     attention). The *entropy deficit* is ``1 - H(p) / log n`` (0: uniform, 1: all mass on one key).
+    A sentence of one piece has nothing to spread over: both are 0 there; an all-padding row adds nothing.
     Returns ``(spread_sum, deficit_sum, rows)``: the first two (L, H), summed over the B x T real query rows; ``rows``
     their number (a scalar tensor).
     """
     m = attention_mask.to(attn.dtype)  # (B, T)
     keys = m[None, :, None, None, :]  # real keys
-    n = m.sum(-1)[None, :, None, None]  # (1, B, 1, 1)
+    n = m.sum(-1)[None, :, None, None].clamp(min=1)  # (1, B, 1, 1); padding-only rows are masked out below
     logp = torch.where(keys > 0, attn.clamp_min(torch.finfo(attn.dtype).tiny).log(), torch.zeros_like(attn))
     mean = logp.sum(-1) / n
     spread = (((logp - mean[..., None]) ** 2 * keys).sum(-1) / n).sqrt()  # (L, B, H, T)
     entropy = -(attn * logp * keys).sum(-1)
-    deficit = 1 - entropy / n.clamp(min=2).log()  # a one-piece sentence has nothing to spread over
+    deficit = torch.where(n > 1, 1 - entropy / n.clamp(min=2).log(), torch.zeros_like(entropy))
     rows = m[None, :, None, :]  # real queries
     return (spread * rows).sum((1, 3)), (deficit * rows).sum((1, 3)), m.sum()
 

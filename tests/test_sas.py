@@ -285,6 +285,7 @@ def test_attention_spread_is_zero_for_uniform_rows_and_the_logit_std_otherwise()
     attn = torch.zeros(1, 2, 2, 4, 4, dtype=torch.float64)  # (L, B, H, T, T)
     attn[0, 0, :, :, :] = 0.25  # head 0 and 1 of sentence 0: uniform
     attn[0, 1, :, :, :2] = 0.5
+    attn[0, 1, :, 2:, :] = torch.tensor([0.9, 0.05, 0.03, 0.02], dtype=torch.float64)  # padded query rows: not counted
     z = torch.tensor([0.0, 1.0, 3.0, -2.0], dtype=torch.float64)  # head 1 of sentence 0: softmax of known logits
     attn[0, 0, 1] = torch.softmax(z, -1)
     spread, deficit, rows = attention_spread(attn, mask)
@@ -293,3 +294,47 @@ def test_attention_spread_is_zero_for_uniform_rows_and_the_logit_std_otherwise()
     assert spread[0, 1].item() == pytest.approx(4 * z.std(unbiased=False).item())  # 4 rows of sentence 0, 2 uniform rows
     p = torch.softmax(z, -1)
     assert deficit[0, 1].item() == pytest.approx(4 * (1 + (p * p.log()).sum().item() / np.log(4)))
+
+    one, _, _ = attention_spread(torch.ones(1, 1, 1, 3, 3, dtype=torch.float64), torch.tensor([[1, 0, 0]]))
+    assert one.item() == 0.0
+    _, d1, n1 = attention_spread(torch.ones(1, 1, 1, 3, 3, dtype=torch.float64), torch.tensor([[1, 0, 0]]))
+    assert d1.item() == 0.0 and n1.item() == 1  # one piece: nothing to spread over
+    s0, d0, n0 = attention_spread(torch.zeros(1, 1, 1, 2, 2, dtype=torch.float64), torch.tensor([[0, 0]]))
+    assert (s0.item(), d0.item(), n0.item()) == (0.0, 0.0, 0)  # an all-padding sentence adds nothing, and no NaN
+
+
+def test_attention_spread_of_a_padded_batch_equals_unpadded_sentences_and_the_logits(encoded, tiny_model):
+    """On sharpened attention (query and key weights x 6), chunked with padding: each head's summed spread is that of
+    the sentences run one at a time, and equals the std of the logits q.k/sqrt(d) built from the modules."""
+    import copy
+
+    from sasutils.model import scale_query_key
+    from sasutils.sas import attention_spread
+
+    model = copy.deepcopy(tiny_model)
+    scale_query_key(model, 6.0)
+    enc = sas.first_n(encoded, 12)
+    total = None
+    with torch.no_grad():
+        for batch, attn in sas.chunk_attentions(model, enc, max_tokens=200):
+            part = attention_spread(attn.double(), batch.attention_mask)
+            total = part if total is None else tuple(a + b for a, b in zip(total, part))
+    spread, deficit, n = total
+    att = model.bert.encoder.layer[1].attention.self
+    H, d = att.num_attention_heads, att.attention_head_size
+    by_hand, by_logits, deficits = torch.zeros(H), torch.zeros(H), torch.zeros(H)
+    with torch.no_grad(), attention_weights(model):
+        for ids in enc.ids:
+            out = model.bert(input_ids=torch.as_tensor(ids)[None], output_attentions=True, output_hidden_states=True)
+            p = out.attentions[1][0].double()  # (H, T, T)
+            by_hand += p.log().std(-1, unbiased=False).sum(-1)
+            deficits += (1 + (p * p.log()).sum(-1) / np.log(len(ids))).sum(-1)
+            x = out.hidden_states[1][0]  # layer 1's input (T, D)
+            q, k = att.query(x).view(len(ids), H, d).transpose(0, 1), att.key(x).view(len(ids), H, d).transpose(0, 1)
+            z = (q @ k.transpose(-1, -2) / d ** 0.5).double()  # (H, T, T)
+            by_logits += z.std(-1, unbiased=False).sum(-1)
+    assert n.item() == sum(len(x) for x in enc.ids)
+    assert spread[1].tolist() == pytest.approx(by_hand.tolist(), rel=1e-5)
+    assert spread[1].tolist() == pytest.approx(by_logits.tolist(), rel=1e-4)
+    assert (deficit[1] / n).min().item() > 0.05  # sharpened: far from uniform, so the deficit check means something
+    assert deficit[1].tolist() == pytest.approx(deficits.tolist(), rel=1e-4)
