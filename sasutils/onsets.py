@@ -800,14 +800,15 @@ def timing(reports: Any) -> Any:
     Returns a copy with ``lead`` = ``bend_start - structure_onset`` (steps; > 0: ▲ comes first),
     ``width`` = ``capabilities_onset - structure_onset`` (the SAS spike, ▲ to ●) and
     ``lead_frac`` = ``lead / width``; where every column of :data:`CRITERIA` is present, also
-    ``all_ok`` (every criterion holds) and ``misses`` (the failing criteria, comma-separated).
+    ``all_ok`` (every criterion holds) and ``misses`` (the failing criteria, comma-separated); a criterion without a
+    verdict (NaN, as :func:`report_table` leaves for a run too short to judge) counts as failing.
     """
     out = reports.copy()
     out["lead"] = out.bend_start - out.structure_onset
     out["width"] = out.capabilities_onset - out.structure_onset
     out["lead_frac"] = out.lead / out.width
     if all(c in out for c in CRITERIA):
-        ok = out[list(CRITERIA)].astype(bool)
+        ok = out[list(CRITERIA)].fillna(False).astype(bool)  # no verdict (a run too short to judge): not met
         out["all_ok"] = ok.all(axis=1)
         out["misses"] = [", ".join(c for c in CRITERIA if not row[c]) for _, row in ok.iterrows()]
     return out

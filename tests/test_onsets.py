@@ -427,6 +427,9 @@ def test_timing_places_the_structure_onset_in_the_loss_drop():
     assert list(t.all_ok) == [True, False] and list(t.misses) == ["", "uas_ok, blimp_ok"]
     assert "lead" not in rep  # a copy
     assert "all_ok" not in timing(rep.drop(columns="onset_ok"))  # verdicts only where every criterion is there
+    short = rep.astype({c: object for c in O.CRITERIA})
+    short.loc[0, list(O.CRITERIA)] = None  # a run too short to judge: no verdicts
+    assert not timing(short).all_ok[0] and timing(short).misses[0] == ", ".join(O.CRITERIA)
 
 
 def test_miss_counts_names_each_failing_criterion_once():
@@ -532,3 +535,17 @@ def test_after_transition_takes_the_highest_reading_from_the_end_of_the_bend():
     got = O.after_transition(reports, table, "x")
     assert got["a"] == 0.27  # not 0.4 (before the bend ended); NaN readings ignored
     assert np.isnan(got["b"])  # no bend
+
+
+def test_report_table_reports_every_run_and_names_the_ones_too_short_to_judge():
+    from sasutils.onsets import report_table, transition_report
+
+    steps = np.arange(0, 5001, 125, dtype=float)
+    loss = 6.5 + 2.5 * np.exp(-steps / 120) - 0.8 / (1 + np.exp(-(steps - 2500) / 100))
+    uas = 0.1 + 0.25 / (1 + np.exp(-(steps - 2400) / 100))
+    full = pd.DataFrame({"run": "b", "step": steps, "eval_loss": loss, "sas_uas": uas})
+    short = full.iloc[:2].assign(run="a")
+    t = report_table(pd.concat([full, short]))
+    assert t.run.tolist() == ["b", "a"]  # first-appearance order
+    assert t.loc[0, "structure_onset"] == pytest.approx(transition_report(full)["structure_onset"])
+    assert pd.isna(t.loc[0, "error"]) and isinstance(t.loc[1, "error"], str) and pd.isna(t.loc[1, "uas_ok"])
