@@ -336,5 +336,7 @@ def test_attention_spread_of_a_padded_batch_equals_unpadded_sentences_and_the_lo
     assert n.item() == sum(len(x) for x in enc.ids)
     assert spread[1].tolist() == pytest.approx(by_hand.tolist(), rel=1e-5)
     assert spread[1].tolist() == pytest.approx(by_logits.tolist(), rel=1e-4)
-    assert (deficit[1] / n).min().item() > 0.05  # sharpened: far from uniform, so the deficit check means something
+    # sharpened: ~0.05 against ~1e-5 unsharpened, so the deficit check means something (the value moves a little with
+    # the small tokenizer, whose training is not bitwise repeatable)
+    assert (deficit[1] / n).min().item() > 0.02
     assert deficit[1].tolist() == pytest.approx(deficits.tolist(), rel=1e-4)
