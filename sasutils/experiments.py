@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import onsets
 from . import train as T
 from .corpus import load_corpus
 
@@ -125,3 +126,13 @@ def wall_minutes(*logs: pd.DataFrame) -> pd.Series:
     tables as :func:`collect` returns them (a run in several tables: its largest value)."""
     both = pd.concat(logs, ignore_index=True)
     return both.dropna(subset=["wall"]).groupby("run").wall.max() / 60
+
+
+def rescore(summary: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
+    """A results folder's ``summary.csv`` with every run's verdicts recomputed from its ``metrics.csv`` (``logs``) by
+    today's :func:`sasutils.onsets.transition_report` (:func:`sasutils.onsets.report_table`): the summary's own columns
+    that the report does not produce (the configuration, ``last_step``, ``finished``) and the report's, one row per
+    run of the summary. For a folder written by an earlier rule whose runs are no longer on disk to collect again."""
+    rep = onsets.report_table(logs)
+    return summary[["run", *[c for c in summary.columns if c not in rep.columns]]].merge(rep, on="run", how="left")
+

@@ -33,6 +33,16 @@ def _cached(path: Path, fn) -> pd.DataFrame:
     return df
 
 
+def _run_sentences(run_dir: Path, sents, n_sentences: int | None):
+    """``(cfg, tokenizer, enc)`` of a run: its config.json, its saved tokenizer, and the first ``n_sentences`` of
+    ``sents`` that fit its rows (the SAS scalar's sentences; None: all that fit)."""
+    from transformers import AutoTokenizer
+
+    cfg = json.loads((run_dir / "config.json").read_text())
+    tok = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    return cfg, tok, sas.first_n(sas.encode_treebank(sents, tok, cfg["seq_len"]), n_sentences)
+
+
 def _checkpoints_at(run_dir: Path, steps: Sequence[int] | None) -> list[tuple[int, Path]]:
     """(step, path) of ``run_dir``'s checkpoints at ``steps`` (None = all), with its ``measure/`` cache folder made;
     an error names the run and the steps if there are none."""
@@ -194,8 +204,6 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     model is far from anything it was trained as, and its numbers say little about what content alone could
     give.
     """
-    from transformers import AutoTokenizer
-
     from .corpus import load_corpus
     from .train import _vocab_moves, evaluate
 
@@ -204,9 +212,7 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     for r in run_dirs:
         r = Path(r)
         ckpts = _checkpoints_at(r, steps)
-        cfg = json.loads((r / "config.json").read_text())
-        enc = sas.first_n(sas.encode_treebank(sents, AutoTokenizer.from_pretrained(r / "tokenizer"), cfg["seq_len"]),
-                          n_sentences)
+        cfg, _, enc = _run_sentences(r, sents, n_sentences)
         floor = sas.uniform_baseline(enc)["dep"], sas.uniform_baseline(enc, ties="random")["dep"]
         data = None
         for step, path in tqdm(ckpts, desc=f"position ablation {r.name}", disable=not progress):
@@ -268,22 +274,16 @@ def attention_scale(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
     Raises ``FileNotFoundError`` naming the run if none of ``steps`` has a checkpoint; requested steps without one are
     left out (the rows say which remain). Cached per checkpoint under ``run_dir/measure/``.
     """
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
     import torch
 
     sents = load_treebank(treebank, data_dir)
     rows = []
     for r in map(Path, run_dirs):
         ckpts = _checkpoints_at(r, steps)
-        cfg = json.loads((r / "config.json").read_text())
-        enc = sas.first_n(sas.encode_treebank(sents, AutoTokenizer.from_pretrained(r / "tokenizer"), cfg["seq_len"]),
-                          n_sentences)
+        _, _, enc = _run_sentences(r, sents, n_sentences)
         for step, path in tqdm(ckpts, desc=f"attention scale {r.name}", disable=not progress):
             def table() -> pd.DataFrame:
                 model, _ = load_checkpoint(path)  # verified
-                w = load_file(str(path / "model.safetensors"))
                 spread = deficit = n = 0
                 with torch.no_grad():
                     for batch, attn in sas.chunk_attentions(model, enc):
@@ -291,7 +291,8 @@ def attention_scale(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
                         spread, deficit, n = spread + a, deficit + b, n + c
                 out = []
                 for layer in range(spread.shape[0]):
-                    rms = {f"{m}_rms": w[f"bert.encoder.layer.{layer}.attention.self.{m}.weight"].double().pow(2).mean().sqrt().item()
+                    att = model.bert.encoder.layer[layer].attention.self
+                    rms = {f"{m}_rms": getattr(att, m).weight.detach().double().pow(2).mean().sqrt().item()
                            for m in ("query", "key")}
                     for head in range(spread.shape[1]):
                         out.append(dict(layer=layer, head=head, **rms, logit_spread=(spread[layer, head] / n).item(),
@@ -334,20 +335,16 @@ def extended_positions_reading(run_dirs: Sequence[str | Path], steps: Sequence[i
     Raises ``ValueError`` naming ``n_positions`` if it does not exceed a run's ``seq_len`` or if one of the
     first ``n_sentences`` sentences does not fit it.
     """
-    from transformers import AutoTokenizer
-
     sents = load_treebank(treebank, data_dir)
     relations = sorted({r for s in sents for r in s.deprels})
     rows = []
     for r in run_dirs:
         r = Path(r)
         ckpts = _checkpoints_at(r, steps)
-        cfg = json.loads((r / "config.json").read_text())
+        cfg, tok, fit = _run_sentences(r, sents, n_sentences)
         T = cfg["seq_len"]
         if n_positions <= T:
             raise ValueError(f"parameter n_positions={n_positions}: must exceed the run's seq_len {T} ({r})")
-        tok = AutoTokenizer.from_pretrained(r / "tokenizer")
-        fit = sas.first_n(sas.encode_treebank(sents, tok, T), n_sentences)
         wide = sas.encode_treebank(sents[:n_sentences], tok, n_positions, relations)
         if wide.skipped_too_long:
             raise ValueError(f"parameter n_positions={n_positions}: {wide.skipped_too_long} of the first {n_sentences} "
@@ -560,12 +557,8 @@ def edge_baseline(run_dir: str | Path, offset_best: float | None = None, treeban
     first n sentences equals the logged ``offset_best`` (within 1e-9), trying ``candidates`` first and then every
     other n from 1 up (None: the first candidate, the callback's default 300). No match is an error.
     """
-    from transformers import AutoTokenizer
-
     run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    tok = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
-    enc = sas.encode_treebank(load_treebank(treebank, data_dir), tok, cfg["seq_len"])
+    _, _, enc = _run_sentences(run_dir, load_treebank(treebank, data_dir), None)  # every sentence that fits
     # per sentence: non-root words, and correct predictions of each offset, plain and with the edge rule
     n_words = np.array([(h >= 0).sum() for h in enc.heads])
     hits = {m: np.array([[sas.offset_correct(np.arange(len(h)), len(h), h, k, m)[h >= 0].sum() for k in sas.OFFSETS]

@@ -868,7 +868,7 @@ def criteria_table(reports: Any, by: str | Sequence[str]) -> Any:
         ok = g[list(CRITERIA)].fillna(False).astype(bool)
         done = {"finished": int(g.finished.fillna(False).astype(bool).sum())} if "finished" in g else {}
         rows.append({**dict(zip(by, key)), "runs": len(g), **done, **{c: int(ok[c].sum()) for c in CRITERIA},
-                     "all_ok": int(ok.all(axis=1).sum()),
+                     "all_ok": int(g.all_ok.sum()),
                      **{c: float(g[c].median()) for c in ("structure_onset", "bend_start", "lead", "uas_before", "uas_after")}})
     return pd.DataFrame(rows)
 

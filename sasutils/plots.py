@@ -141,6 +141,14 @@ def _legend_selection(field: str = "run"):
     return alt.selection_point(fields=[field], bind="legend", name=_RUN_SEL)
 
 
+def _legend_encodings(by: str):
+    """``(selection, opacity, colour)``: one line per ``by`` value, coloured, with a bottom legend whose click
+    highlights that line (the others fade to 0.15)."""
+    sel = _legend_selection(by)
+    return (sel, alt.condition(sel, alt.value(1.0), alt.value(0.15)),
+            alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500)))
+
+
 def training_curves(log, cfg: dict | None = None):
     """One run's curves from its metrics log: held-out loss, regularizer value, SAS scalar, BLiMP.
 
@@ -290,9 +298,7 @@ def position_ablation(table, by: str = "run"):
     med = table.groupby([by, "step"], as_index=False)[cols].median()
     long = pd.concat([med[[by, "step"]].assign(reading=name, uas=med[col])
                       for col, name in [("sas_uas", "with word order"), ("blind_uas", "position-blind")]])
-    sel = _legend_selection(by)
-    opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
-    colour = alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500))
+    sel, opacity, colour = _legend_encodings(by)
     top = alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("step:Q"), y=alt.Y("uas:Q", title="SAS (best-head UAS)", scale=alt.Scale(zero=False)),
         color=colour, strokeDash=alt.StrokeDash("reading:N", legend=alt.Legend(orient="bottom", title=None)),
@@ -325,9 +331,7 @@ def extended_positions(table, by: str = "run"):
     long = pd.concat([med[[by, "step"]].assign(reading=name, uas=med[col]) for col, _, name in names])
     floors = pd.concat([med.groupby(by, as_index=False)[f].first().rename(columns={f: "uas"}).assign(reading=name)
                         for _, f, name in names])
-    sel = _legend_selection(by)
-    opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
-    colour = alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500))
+    sel, opacity, colour = _legend_encodings(by)
     dash = alt.StrokeDash("reading:N", legend=alt.Legend(orient="bottom", title=None))
     lines = alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("step:Q"), y=alt.Y("uas:Q", title="SAS (best-head UAS)", scale=alt.Scale(zero=False)),
@@ -348,9 +352,7 @@ def attention_scale(table, logs=None, by: str = "run"):
     reader can see whether SAS waits for the attention to leave uniform. One line per ``by`` value; clicking the legend
     highlights it in both panels."""
     spread = table.groupby([by, "step"], as_index=False)["logit_spread"].mean()
-    sel = _legend_selection(by)
-    opacity = alt.condition(sel, alt.value(1.0), alt.value(0.15))
-    colour = alt.Color(f"{by}:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500))
+    sel, opacity, colour = _legend_encodings(by)
     x = alt.X("step:Q", scale=alt.Scale(type="symlog"))
     left = alt.Chart(spread).mark_line(point=True).encode(
         x=x, y=alt.Y("logit_spread:Q", title="attention-logit spread (std over keys)", scale=alt.Scale(type="log")),

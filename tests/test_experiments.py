@@ -28,3 +28,19 @@ def test_collect_lists_options_added_later_at_their_defaults(tmp_path):
     got = configs.set_index("run")
     assert got.loc["old", "ln_placement"] == T.LATER_DEFAULTS["ln_placement"] == "post"  # ran before the option
     assert got.loc["new", "ln_placement"] == "pre" and bool(got.loc["new", "finished"])
+
+
+def test_rescore_keeps_the_configuration_and_recomputes_the_verdicts():
+    from sasutils import onsets
+
+    steps = np.arange(0, 5001, 125, dtype=float)
+    loss = 6.5 + 2.5 * np.exp(-steps / 120) - 0.8 / (1 + np.exp(-(steps - 2500) / 100))
+    uas = 0.1 + 0.25 / (1 + np.exp(-(steps - 2400) / 100))
+    logs = pd.DataFrame({"run": "a", "step": steps, "eval_loss": loss, "sas_uas": uas})
+    fresh = onsets.transition_report(logs)
+    stale = pd.DataFrame({"run": ["a"], "mask_prob": [0.4], "finished": [True], "uas_ok": [not fresh["uas_ok"]],
+                          "structure_onset": [123.0]})  # verdicts of an earlier rule
+    got = experiments.rescore(stale, logs)
+    assert len(got) == 1 and got.mask_prob[0] == 0.4 and bool(got.finished[0])
+    assert bool(got.uas_ok[0]) == fresh["uas_ok"] and got.structure_onset[0] == pytest.approx(fresh["structure_onset"])
+    assert list(got.columns[:3]) == ["run", "mask_prob", "finished"]
