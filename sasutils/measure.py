@@ -305,6 +305,92 @@ def attention_scale(run_dirs: Sequence[str | Path], steps: Sequence[int] | None 
     return pd.concat(rows, ignore_index=True)[cols]
 
 
+def word_rule_readings(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None, treebank: str = "ewt-dev",
+                       n_sentences: int = 300, data_dir=None, progress: bool = True) -> pd.DataFrame:
+    """The SAS scalar at a run's checkpoints under both rules for attention *to* a word (:data:`sasutils.sas.TO_WORD`):
+    summed over its pieces (Clark et al.; the SAS scalar as logged) and averaged over them (under which a uniform head
+    favours no word). A what-if reading for the criterion "SAS <= 0.15 before the transition", not a new definition.
+
+    One row per run, step and rule ``to``: ``sas_uas``, ``sas_head`` (as :func:`sasutils.sas.summarize` gives them on
+    the first ``n_sentences`` sentences of ``treebank`` that fit the run's rows; with ``to="sum"`` and the run's
+    callback sentences, the logged value), ``uniform_uas`` and ``uniform_uas_random``: the uniform head's ``dep``
+    UAS under the same rule (:func:`sasutils.sas.uniform_baseline`, ties by first index and at random). Raises
+    ``FileNotFoundError`` naming the run if none of ``steps`` has a checkpoint. Cached per checkpoint and rule under
+    ``run_dir/measure/``.
+    """
+    sents = load_treebank(treebank, data_dir)
+    rows = []
+    for r in map(Path, run_dirs):
+        ckpts = _checkpoints_at(r, steps)
+        _, _, enc = _run_sentences(r, sents, n_sentences)
+        floors = {to: (sas.uniform_baseline(enc, to=to)["dep"], sas.uniform_baseline(enc, "random", to)["dep"])
+                  for to in sas.TO_WORD}
+        for step, path in tqdm(ckpts, desc=f"word rules {r.name}", disable=not progress):
+            model = None
+            for to in sas.TO_WORD:
+                def score():
+                    nonlocal model
+                    if model is None:
+                        model, _ = load_checkpoint(path)  # verified; loaded only if a rule is not cached
+                    return sas.score_uas(model, enc, baselines=False, to=to)
+
+                rule = "" if to == "sum" else f"_{to}"  # the sum's name is position_ablation's: one cache for both
+                name = f"uas{rule}_{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
+                summ = sas.summarize(_cached(r / "measure" / name, score))
+                rows.append(dict(run=r.name, step=step, to=to, sas_uas=summ["sas_uas"], sas_head=summ["sas_head"],
+                                 uniform_uas=floors[to][0], uniform_uas_random=floors[to][1]))
+    return pd.DataFrame(rows)
+
+
+def _missing_readings(logs: pd.DataFrame, readings: pd.DataFrame) -> dict[str, list[int]]:
+    """The logged SAS steps of ``readings``' runs without a reading there: ``{run: [steps]}`` (empty if none)."""
+    have = set(zip(readings.run, readings.step))
+    logged = logs[logs.run.isin(set(readings.run)) & logs.sas_uas.notna()]
+    missing: dict[str, list[int]] = {}
+    for run, step in zip(logged.run, logged.step):
+        if (run, step) not in have:
+            missing.setdefault(run, []).append(int(step))
+    return missing
+
+
+def reread_log(logs: pd.DataFrame, readings: pd.DataFrame, to: str) -> pd.DataFrame:
+    """``logs`` (metrics rows with ``run`` and ``step``) with ``sas_uas`` replaced by ``readings``' (of
+    :func:`word_rule_readings`) under rule ``to``, at the SAS steps of the runs that ``readings`` covers; every other
+    column as logged. For :func:`sasutils.onsets.report_table` on the what-if reading. A logged SAS step without a
+    reading is an error naming the run and the steps (the verdicts would otherwise mix the rules)."""
+    if to not in sas.TO_WORD:
+        raise ValueError(f"parameter to={to!r}: must be one of {sas.TO_WORD}")
+    rd = readings[readings.to == to]
+    missing = _missing_readings(logs, rd)
+    if missing:
+        raise ValueError("reread_log: no reading at logged SAS step(s) " +
+                         "; ".join(f"{run}: {steps}" for run, steps in missing.items()) +
+                         " (checkpoints at every SAS step are needed: checkpoint_every = sas_every)")
+    out = logs[logs.run.isin(set(rd.run))].copy()
+    has = out.sas_uas.notna()
+    value = rd.set_index(["run", "step"]).sas_uas
+    out.loc[has, "sas_uas"] = value.reindex(pd.MultiIndex.from_frame(out.loc[has, ["run", "step"]])).to_numpy()
+    return out
+
+
+def rule_verdicts(logs: pd.DataFrame, readings: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """Each run's verdicts (:func:`sasutils.onsets.timing` of :func:`sasutils.onsets.report_table`) with its logged SAS
+    read under each rule of ``readings`` (:func:`word_rule_readings`; :func:`reread_log`): one row per run and rule
+    ``to``, the logged rule first. Returns ``(table, skipped)``: runs of ``readings`` without a reading at every
+    logged SAS step under every rule are left out, ``skipped`` gives their missing steps (``{run: [steps]}``)."""
+    from . import onsets
+
+    skipped = {}
+    for to, rd in readings.groupby("to"):
+        for run, steps in _missing_readings(logs, rd).items():
+            skipped[run] = sorted(set(skipped.get(run, [])) | set(steps))
+    ok = readings[~readings.run.isin(set(skipped))]
+    rules = sorted(ok.to.unique(), key=lambda t: t != "sum")
+    parts = [onsets.report_table(reread_log(logs, ok[ok.run == run], to)).assign(to=to)
+             for run in ok.run.unique() for to in rules]
+    return (onsets.timing(pd.concat(parts, ignore_index=True)) if parts else pd.DataFrame()), skipped
+
+
 def _grown_uas(path: Path, enc: sas.EncodedTreebank, n_positions: int, seed: int, pos_init: str) -> pd.DataFrame:
     """Per-head UAS of the checkpoint at ``path`` on ``enc``, its position table grown to ``n_positions`` rows."""
     m, _ = load_checkpoint(path)

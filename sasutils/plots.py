@@ -368,6 +368,31 @@ def attention_scale(table, logs=None, by: str = "run"):
     return alt.hconcat(left, right)
 
 
+def word_rules(readings, by: str = "run"):
+    """The SAS scalar under both rules for attention to a word, from :func:`sasutils.measure.word_rule_readings` rows.
+
+    One panel per rule (``to``: summed over the word's pieces, the SAS scalar as logged; averaged over them), SAS
+    against step, one line per ``by`` value (clicking the legend highlights it in both panels); grey dashed: the
+    uniform head's reading under that rule (the median over the runs), the floor a plateau's SAS starts from."""
+    import pandas as pd
+
+    sel, opacity, colour = _legend_encodings(by)
+    floor = readings.groupby("to", as_index=False)["uniform_uas"].median()
+    panels = []
+    for i, to in enumerate(sorted(readings.to.unique(), key=lambda t: t != "sum")):  # the logged rule first
+        d = readings[readings.to == to]
+        title = "SAS, attention to a word summed over its pieces" if to == "sum" else f"SAS, attention to a word: {to} over its pieces"
+        line = alt.Chart(d[[by, "step", "sas_uas", "sas_head"]]).mark_line(point=True).encode(
+            x="step:Q", y=alt.Y("sas_uas:Q", title=title, scale=alt.Scale(domain=[0, max(0.45, float(readings.sas_uas.max()))])),
+            color=colour, opacity=opacity, tooltip=[by, "step", alt.Tooltip("sas_uas:Q", format=".3f"), "sas_head"])
+        if i == 0:
+            line = line.add_params(sel)  # the legend selection once, used by both panels
+        rule = alt.Chart(pd.DataFrame(floor[floor.to == to])).mark_rule(strokeDash=[4, 4], color="grey").encode(
+            y="uniform_uas:Q", tooltip=[alt.Tooltip("uniform_uas:Q", format=".3f", title="uniform head")])
+        panels.append((line + rule).properties(width=270, height=220))
+    return alt.hconcat(*panels)
+
+
 def head_heatmap(uas, run: str | None = None, relation: str = "all"):
     """UAS of every (layer, head) in both directions, with a slider over checkpoints (client-side)."""
     d = uas[(uas.layer >= 0) & (uas.relation == relation)]

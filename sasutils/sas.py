@@ -5,6 +5,8 @@ Method of Clark et al. (2019), as used by Chen et al. (2024):
 1. Word-level attention. With P (W, T) the piece->word indicator of a sentence and A (T, T) one
    head's attention, ``A_word = diag(1/|pieces(w)|) P A P^T``: attention *from* a word is the mean
    over its pieces, attention *to* a word is the sum over its pieces. ``[CLS]``/``[SEP]`` are dropped.
+   (``to="mean"`` averages the attention to a word over its pieces instead: a what-if reading,
+   :func:`sasutils.measure.word_rule_readings`, not the SAS scalar.)
 2. Predicted parent = argmax over the other words (self excluded; first index on ties; no
    prediction if none of them gets any attention), in two directions:
    ``dep`` -- the word that i attends to most (dependent -> head);
@@ -36,6 +38,7 @@ from .treebank import ParsedSentence, load_treebank
 
 OFFSETS = (-3, -2, -1, 1, 2, 3)
 DIRECTIONS = ("dep", "head")
+TO_WORD = ("sum", "mean")  # attention to a word: summed over its pieces (Clark et al.; the SAS scalar) or averaged
 
 
 @dataclass
@@ -136,14 +139,20 @@ def batches(enc: EncodedTreebank, max_tokens: int = 4096, device=None) -> Iterat
         i = j
 
 
-def word_attention(attn: torch.Tensor, piece_word: torch.Tensor) -> torch.Tensor:
+def word_attention(attn: torch.Tensor, piece_word: torch.Tensor, to: str = "sum") -> torch.Tensor:
     """Word-level attention (L, B, H, W, W) from piece attention (L, B, H, T, T).
 
-    ``A_word[i, j] = mean_{t in i} sum_{u in j} A[t, u]`` (from = mean, to = sum; specials dropped).
+    ``A_word[i, j] = mean_{t in i} sum_{u in j} A[t, u]`` (from = mean, to = sum; specials dropped): Clark et al.'s
+    rule, the project's SAS. ``to="mean"``: ``mean_{t in i} mean_{u in j} A[t, u]``, the attention to a word
+    averaged over its pieces, so that a uniform head favours no word (every candidate ties) -- a what-if reading for
+    the regime chapter, not the SAS scalar's definition.
     """
+    if to not in TO_WORD:
+        raise ValueError(f"parameter to={to!r}: must be one of {TO_WORD}")
     pw = piece_word.to(attn.dtype)  # (B, W, T)
     from_w = pw / pw.sum(-1, keepdim=True).clamp(min=1)
-    to_words = attn @ pw.transpose(1, 2)[None, :, None]  # (L, B, H, T, W)
+    to_w = from_w if to == "mean" else pw
+    to_words = attn @ to_w.transpose(1, 2)[None, :, None]  # (L, B, H, T, W)
     return from_w[None, :, None] @ to_words  # (L, B, H, W, W)
 
 
@@ -182,9 +191,10 @@ def predicted_parents(aw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pred_dep, pred_head
 
 
-def score_attention(attn: torch.Tensor, batch: Batch, n_rel: int) -> Counts:
-    """Counts for one chunk. ``attn``: (L, B, H, T, T) attention of the chunk's sentences."""
-    aw = word_attention(attn, batch.piece_word)  # (L, B, H, W, W)
+def score_attention(attn: torch.Tensor, batch: Batch, n_rel: int, to: str = "sum") -> Counts:
+    """Counts for one chunk. ``attn``: (L, B, H, T, T) attention of the chunk's sentences; ``to``: see
+    :func:`word_attention`."""
+    aw = word_attention(attn, batch.piece_word, to)  # (L, B, H, W, W)
     L, B, H, W, _ = aw.shape
     heads = batch.heads
     word_ok = heads >= -1  # real words (root included)
@@ -241,7 +251,7 @@ def offset_baselines(enc: EncodedTreebank, mirror: bool = False) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def uniform_baseline(enc: EncodedTreebank, ties: str = "first") -> dict[str, float]:
+def uniform_baseline(enc: EncodedTreebank, ties: str = "first", to: str = "sum") -> dict[str, float]:
     """UAS of a head that attends uniformly to every piece: a reference level for the SAS scalar at initialisation.
 
     With ``A[t, u] = 1 / T`` for the T pieces of a sentence (what a freshly initialised BERT's near-uniform
@@ -254,17 +264,19 @@ def uniform_baseline(enc: EncodedTreebank, ties: str = "first") -> dict[str, flo
     About half the words have tied candidates. ``ties="first"`` breaks ties as :func:`predicted_parents` does
     exact ones (the first index: ``head`` then predicts word 0, or word 1 for word 0); ``ties="random"`` gives
     the expected UAS with ties broken uniformly at random, closer to a real near-uniform head, whose attention
-    has no exact ties.
+    has no exact ties. With ``to="mean"`` (:func:`word_attention`) every other word ties in both directions.
     """
     if ties not in ("first", "random"):
         raise ValueError(f"parameter ties={ties!r}: must be 'first' or 'random'")
+    if to not in TO_WORD:
+        raise ValueError(f"parameter to={to!r}: must be one of {TO_WORD}")
     right = {"dep": 0.0, "head": 0.0}
     n = 0
     for p2w, heads in zip(enc.p2w, enc.heads):
         W = len(heads)
         if W < 2:
             continue
-        pieces = np.bincount(p2w[p2w >= 0], minlength=W)
+        pieces = np.bincount(p2w[p2w >= 0], minlength=W) if to == "sum" else np.ones(W)  # "mean": all tie
         for i, h in enumerate(heads):
             if h < 0:
                 continue
@@ -300,11 +312,13 @@ def chunk_attentions(model, enc: EncodedTreebank, max_tokens: int = 4096,
 
 
 @torch.no_grad()
-def count_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, dtype=torch.float32) -> Counts:
-    """Forward every chunk with attention weights and accumulate :class:`Counts`."""
+def count_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, dtype=torch.float32, to: str = "sum") -> Counts:
+    """Forward every chunk with attention weights and accumulate :class:`Counts` (``to``: see :func:`word_attention`)."""
+    if to not in TO_WORD:  # before the model runs
+        raise ValueError(f"parameter to={to!r}: must be one of {TO_WORD}")
     total = None
     for batch, attn in chunk_attentions(model, enc, max_tokens, dtype):
-        c = score_attention(attn, batch, len(enc.relations))
+        c = score_attention(attn, batch, len(enc.relations), to)
         total = c if total is None else total.__iadd__(c)
     return total
 
@@ -348,9 +362,11 @@ def counts_table(c: Counts, relations: Sequence[str]) -> pd.DataFrame:
         ))
 
 
-def score_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, baselines: bool = True) -> pd.DataFrame:
-    """UAS of every (layer, head, direction) over all words and per relation, plus offset baselines."""
-    df = counts_table(count_uas(model, enc, max_tokens), enc.relations)
+def score_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, baselines: bool = True,
+              to: str = "sum") -> pd.DataFrame:
+    """UAS of every (layer, head, direction) over all words and per relation, plus offset baselines (``to``: how
+    attention to a word is read, :func:`word_attention`; the SAS scalar's is ``"sum"``)."""
+    df = counts_table(count_uas(model, enc, max_tokens, to=to), enc.relations)
     return pd.concat([df, offset_baselines(enc)], ignore_index=True) if baselines else df
 
 

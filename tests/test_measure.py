@@ -272,3 +272,58 @@ def test_attention_scale_reads_the_weights_and_the_attention_of_each_checkpoint(
     assert row.entropy_deficit == pytest.approx(np.mean(deficits), rel=1e-3, abs=1e-6)
     with pytest.raises(FileNotFoundError, match="at steps"):
         measure.attention_scale([run_dir], steps=[999], progress=False)
+
+
+def test_word_rule_readings_score_each_checkpoint_under_both_rules(run_dir, ewt_dev):
+    from transformers import AutoTokenizer
+
+    from sasutils import sas
+
+    tab = measure.word_rule_readings([run_dir], n_sentences=20, progress=False)
+    steps = [s for s, _ in T.list_checkpoints(run_dir)]
+    assert len(tab) == 2 * len(steps) and set(tab.to) == set(sas.TO_WORD)
+    step, path = T.list_checkpoints(run_dir)[-1]
+    model, _ = T.load_checkpoint(path)
+    enc = sas.first_n(sas.encode_treebank(ewt_dev, AutoTokenizer.from_pretrained(run_dir / "tokenizer"), 16), 20)
+    for to in sas.TO_WORD:  # by hand: the scorer under each rule, and the uniform head's floor
+        row = tab[(tab.step == step) & (tab.to == to)].iloc[0]
+        assert row.sas_uas == sas.summarize(sas.score_uas(model, enc, baselines=False, to=to))["sas_uas"]
+        assert row.uniform_uas == sas.uniform_baseline(enc, to=to)["dep"]
+    # the sum is the logged rule: the same reading as position_ablation's (one cache for both)
+    pa = measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False)
+    assert np.allclose(pa.sas_uas, tab[tab.to == "sum"].sas_uas)
+    mean_cache = sorted((run_dir / "measure").glob("uas_mean_*_heads_*.parquet"))
+    assert len(mean_cache) == len(steps)
+    assert measure.word_rule_readings([run_dir], n_sentences=20, progress=False).equals(tab)
+
+
+def test_reread_log_replaces_only_the_sas_readings_and_names_missing_steps():
+    logs = pd.DataFrame(dict(run=["a"] * 4 + ["b"], step=[0, 10, 20, 30, 0], eval_loss=[9.0, 8, 7, 6, 9],
+                             sas_uas=[0.1, np.nan, 0.2, 0.3, 0.1]))
+    readings = pd.DataFrame(dict(run="a", step=[0, 20, 30, 0, 20, 30], to=["sum"] * 3 + ["mean"] * 3,
+                                 sas_uas=[0.1, 0.2, 0.3, 0.05, 0.06, 0.25]))
+    out = measure.reread_log(logs, readings, "mean")
+    assert out.run.eq("a").all()  # runs without readings are left out
+    assert out.sas_uas.tolist()[:1] + out.sas_uas.tolist()[2:] == [0.05, 0.06, 0.25] and np.isnan(out.sas_uas.iloc[1])
+    assert out.eval_loss.tolist() == [9.0, 8, 7, 6]
+    assert measure.reread_log(logs, readings, "sum").sas_uas.equals(logs.sas_uas.iloc[:4])
+    with pytest.raises(ValueError, match=r"a: \[30\]"):
+        measure.reread_log(logs, readings[readings.step != 30], "mean")
+    with pytest.raises(ValueError, match="to="):
+        measure.reread_log(logs, readings, "max")
+
+
+def test_rule_verdicts_judge_each_run_under_each_rule_and_name_the_runs_left_out():
+    steps = np.arange(0, 5001, 250)
+    loss = np.where(steps < 1000, 6.4, np.where(steps < 1500, 6.4 - (steps - 1000) / 500 * 1.0, 5.4))
+    sas_sum = np.where(steps < 1000, 0.17, np.where(steps < 1500, 0.35, 0.36))  # above 0.15 before the drop
+    logs = pd.concat([pd.DataFrame(dict(run=run, step=steps, eval_loss=loss, sas_uas=sas_sum, offset_best=0.3))
+                      for run in ("a", "b")])
+    readings = pd.concat([pd.DataFrame(dict(run="a", step=steps, to="sum", sas_uas=sas_sum)),
+                          pd.DataFrame(dict(run="a", step=steps, to="mean", sas_uas=sas_sum - 0.05)),
+                          pd.DataFrame(dict(run="b", step=steps[1:], to="mean", sas_uas=sas_sum[1:]))])
+    table, skipped = measure.rule_verdicts(logs, readings)
+    assert table.run.tolist() == ["a", "a"] and table.to.tolist() == ["sum", "mean"]
+    assert table.uas_before.tolist() == pytest.approx([0.17, 0.12])
+    assert table.uas_ok.tolist() == [False, True]  # the same run, judged on each reading
+    assert skipped == {"b": [0]}

@@ -66,3 +66,18 @@ def test_attention_scale_draws_the_head_mean_and_the_sas_of_the_same_runs_and_st
     assert {r["run"] for r in right} == {"a", "b"} and max(r["step"] for r in right) == 500
     assert len(spec["params"]) == 1 and len(spec["params"][0]["views"]) == 1  # the legend selection, added once
     assert "hconcat" not in plots.attention_scale(pd.DataFrame(rows)).to_dict()
+
+
+def test_word_rules_draws_each_rule_with_its_floor_logged_rule_first():
+    rows = [dict(run=run, step=step, to=to, sas_uas=(0.1 if to == "sum" else 0.05) + step / 1e4, sas_head="L0H0-dep",
+                 uniform_uas=0.1 if to == "sum" else 0.04, uniform_uas_random=0.08)
+            for to in ("mean", "sum") for run in ("a", "b") for step in (0, 250, 500)]
+    spec = plots.word_rules(pd.DataFrame(rows)).to_dict()
+    panels = spec["hconcat"]
+    assert len(panels) == 2 and "summed" in panels[0]["layer"][0]["encoding"]["y"]["title"]
+    lines = [spec["datasets"][p["layer"][0]["data"]["name"]] for p in panels]
+    assert [r["sas_uas"] for r in lines[0] if r["step"] == 0] == [0.1, 0.1]  # the sum panel has the sum's rows
+    assert [r["sas_uas"] for r in lines[1] if r["step"] == 0] == [0.05, 0.05]
+    floors = [spec["datasets"][p["layer"][1]["data"]["name"]] for p in panels]
+    assert [f[0]["uniform_uas"] for f in floors] == [0.1, 0.04]
+    assert len(spec["params"]) == 1  # the legend selection, added once

@@ -10,8 +10,10 @@ from sasutils.model import attention_weights
 from sasutils.treebank import ParsedSentence
 
 
-def reference_counts(attn_per_sentence, enc):
-    """Plain loops: for each sentence, layer, head and direction, argmax over the other words."""
+def reference_counts(attn_per_sentence, enc, to="sum"):
+    """Plain loops: for each sentence, layer, head and direction, argmax over the other words. Attention to a
+    word: the sum over its pieces (``to="sum"``) or their mean."""
+    reduce_to = sum if to == "sum" else (lambda xs: np.mean(list(xs)))
     L, H = attn_per_sentence[0].shape[:2]
     correct = np.zeros((L, H, 2, len(enc.relations) + 2))
     n = np.zeros(len(enc.relations) + 2)
@@ -30,7 +32,7 @@ def reference_counts(attn_per_sentence, enc):
                     rows = [t for t in range(len(p2w)) if p2w[t] == wi]
                     for wj in range(W):
                         cols = [t for t in range(len(p2w)) if p2w[t] == wj]
-                        aw[wi, wj] = np.mean([sum(a[l, h, t, u] for u in cols) for t in rows])
+                        aw[wi, wj] = np.mean([reduce_to(a[l, h, t, u] for u in cols) for t in rows])
                 for d, m in enumerate((aw, aw.T)):
                     for i in range(W):
                         if heads[i] < 0:
@@ -49,7 +51,8 @@ def encoded(ewt_dev, small_tokenizer):
     return sas.first_n(sas.encode_treebank(ewt_dev[:80], small_tokenizer, max_len=64), 40)
 
 
-def test_vectorised_equals_reference_on_real_ewt(encoded, tiny_model):
+@pytest.mark.parametrize("to", sas.TO_WORD)
+def test_vectorised_equals_reference_on_real_ewt(encoded, tiny_model, to):
     model = tiny_model
     totals = None
     per_sentence = [None] * len(encoded)
@@ -57,19 +60,19 @@ def test_vectorised_equals_reference_on_real_ewt(encoded, tiny_model):
         for batch in sas.batches(encoded, max_tokens=300):
             out = model.bert(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_attentions=True)
             attn = torch.stack(out.attentions).double()  # (L, B, H, T, T)
-            c = sas.score_attention(attn, batch, len(encoded.relations))
+            c = sas.score_attention(attn, batch, len(encoded.relations), to)
             totals = c if totals is None else totals.__iadd__(c)
             for b, s in enumerate(batch.index):
                 T = len(encoded.ids[s])
                 per_sentence[s] = attn[:, b, :, :T, :T].numpy()
-    ref_c, ref_n, ref_soft = reference_counts(per_sentence, encoded)
+    ref_c, ref_n, ref_soft = reference_counts(per_sentence, encoded, to)
     assert np.array_equal(totals.correct.numpy(), ref_c)
     assert np.array_equal(totals.n[0, 0, 0].numpy(), ref_n)
     assert np.allclose(totals.soft.numpy(), ref_soft, atol=1e-9)
     assert ref_c[..., 0].max() > 0  # something was right, so the equality is not trivially 0 == 0
 
 
-def _known_attention(enc, fn):
+def _known_attention(enc, fn, to="sum"):
     """Attention tensors (L=1, B, H=1, T, T) built by ``fn(p2w, heads) -> (T, T)``, scored."""
     total = None
     for batch in sas.batches(enc, max_tokens=10_000):
@@ -78,7 +81,7 @@ def _known_attention(enc, fn):
         for b, s in enumerate(batch.index):
             n = len(enc.ids[s])
             attn[0, b, 0, :n, :n] = torch.from_numpy(fn(enc.p2w[s], enc.heads[s]))
-        c = sas.score_attention(attn, batch, len(enc.relations))
+        c = sas.score_attention(attn, batch, len(enc.relations), to)
         total = c if total is None else total.__iadd__(c)
     return sas.counts_table(total, enc.relations)
 
@@ -274,6 +277,37 @@ def test_uniform_baseline_known_answer():
     assert sas.uniform_baseline(enc, ties="random") == pytest.approx({"dep": 2.5 / 4, "head": 1 / 4})
     with pytest.raises(ValueError, match="ties"):
         sas.uniform_baseline(enc, ties="last")
+    # attention to a word averaged over its pieces: every other word ties in both directions, so dep predicts as
+    # head does (word 0, or word 1 for word 0): a -> bb wrong, bb, c, e -> a wrong; at random 1/4 each
+    assert sas.uniform_baseline(enc, to="mean") == pytest.approx({"dep": 0.0, "head": 0.0})
+    assert sas.uniform_baseline(enc, ties="random", to="mean") == pytest.approx({"dep": 1 / 4, "head": 1 / 4})
+    with pytest.raises(ValueError, match="to="):
+        sas.uniform_baseline(enc, to="max")
+
+
+def test_mean_over_pieces_sees_no_word_in_a_uniform_head_and_the_same_arcs_in_a_one_piece_head(encoded):
+    uniform = lambda p2w, heads: np.full((len(p2w), len(p2w)), 1.0 / len(p2w), dtype=np.float32)  # noqa: E731
+    soft = {to: _known_attention(encoded, uniform, to).query("direction == 'dep' and relation == 'all'").soft.iloc[0]
+            for to in sas.TO_WORD}
+    # the mass on the gold parent: summed, the parent's share of the pieces; averaged, one piece's share
+    n_pieces = [np.bincount(p[p >= 0]) for p in encoded.p2w]
+    assert any((c > 1).any() for c in n_pieces)  # some words are split, so the two rules differ here
+    assert soft["mean"] < soft["sum"]
+
+    def first_piece_of_parent(p2w, heads):  # all of a word's attention on its parent's first piece
+        T = len(p2w)
+        a = np.full((T, T), 1e-4, dtype=np.float32)
+        for t, w in enumerate(p2w):
+            if w >= 0 and heads[w] >= 0:
+                a[t, np.nonzero(p2w == heads[w])[0][0]] = 1.0
+        return a / a.sum(-1, keepdims=True)
+
+    # a peaked head: averaging divides the parent's mass by its pieces but it still dominates, so both rules agree
+    for to in sas.TO_WORD:
+        df = _known_attention(encoded, first_piece_of_parent, to)
+        assert df.query("direction == 'dep' and relation == 'all'").uas.iloc[0] == 1.0
+    with pytest.raises(ValueError, match="to="):
+        sas.word_attention(torch.zeros(1, 1, 1, 2, 2), torch.zeros(1, 1, 2), to="max")
 
 
 def test_attention_spread_is_zero_for_uniform_rows_and_the_logit_std_otherwise():
