@@ -353,13 +353,23 @@ def _missing_readings(logs: pd.DataFrame, readings: pd.DataFrame) -> dict[str, l
     return missing
 
 
+def _check_unique(readings: pd.DataFrame) -> None:
+    dup = readings[readings.duplicated(["run", "step", "to"], keep=False)]
+    if len(dup):
+        raise ValueError("readings: more than one row for (run, step, to) " +
+                         ", ".join(map(str, sorted(set(zip(dup.run, dup.step, dup.to)))[:5])) +
+                         (" ..." if len(dup) > 5 else "") + " (concatenated twice?)")
+
+
 def reread_log(logs: pd.DataFrame, readings: pd.DataFrame, to: str) -> pd.DataFrame:
     """``logs`` (metrics rows with ``run`` and ``step``) with ``sas_uas`` replaced by ``readings``' (of
     :func:`word_rule_readings`) under rule ``to``, at the SAS steps of the runs that ``readings`` covers; every other
     column as logged. For :func:`sasutils.onsets.report_table` on the what-if reading. A logged SAS step without a
-    reading is an error naming the run and the steps (the verdicts would otherwise mix the rules)."""
+    reading, or a repeated ``(run, step, to)`` row, is an error naming them (the verdicts would otherwise mix the
+    rules)."""
     if to not in sas.TO_WORD:
         raise ValueError(f"parameter to={to!r}: must be one of {sas.TO_WORD}")
+    _check_unique(readings)
     rd = readings[readings.to == to]
     missing = _missing_readings(logs, rd)
     if missing:
@@ -373,19 +383,38 @@ def reread_log(logs: pd.DataFrame, readings: pd.DataFrame, to: str) -> pd.DataFr
     return out
 
 
-def rule_verdicts(logs: pd.DataFrame, readings: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+def logged_gap(logs: pd.DataFrame, readings: pd.DataFrame) -> pd.Series:
+    """Per run of ``readings``, the largest ``|summed reading - logged sas_uas|`` over the logged SAS steps that have a
+    reading: about 0 where ``readings`` were taken on the run's own SAS sentences (then the ``"sum"`` verdicts of
+    :func:`rule_verdicts` are the logged ones); larger where another sentence count was read."""
+    logged = logs.dropna(subset=["sas_uas"]).set_index(["run", "step"]).sas_uas
+    summed = readings[readings.to == "sum"].set_index(["run", "step"]).sas_uas
+    both = summed.index.intersection(logged.index)
+    gap = (summed.loc[both] - logged.loc[both]).abs()
+    return gap.groupby(level="run").max().reindex(summed.index.get_level_values("run").unique())
+
+
+def rule_verdicts(logs: pd.DataFrame, readings: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Each run's verdicts (:func:`sasutils.onsets.timing` of :func:`sasutils.onsets.report_table`) with its logged SAS
     read under each rule of ``readings`` (:func:`word_rule_readings`; :func:`reread_log`): one row per run and rule
-    ``to``, the logged rule first. Returns ``(table, skipped)``: runs of ``readings`` without a reading at every
-    logged SAS step under every rule are left out, ``skipped`` gives their missing steps (``{run: [steps]}``)."""
+    ``to``, the logged rule first. Returns ``(table, skipped)``: runs of ``readings`` that cannot be judged under every
+    rule -- no metrics in ``logs``, no reading under some rule, or none at some logged SAS step -- are left out, and
+    ``skipped`` says why (``{run: reason}``)."""
     from . import onsets
 
-    skipped = {}
-    for to, rd in readings.groupby("to"):
-        for run, steps in _missing_readings(logs, rd).items():
-            skipped[run] = sorted(set(skipped.get(run, [])) | set(steps))
+    _check_unique(readings)
+    rules = sorted(readings.to.unique(), key=lambda t: t != "sum")
+    skipped: dict[str, str] = {}
+    for run, rd in readings.groupby("run", sort=False):
+        if not (logs.run == run).any():
+            skipped[run] = "no metrics in the logs"
+        elif set(rd.to) != set(rules):
+            skipped[run] = f"no reading under rule(s) {sorted(set(rules) - set(rd.to))}"
+        else:
+            steps = sorted({s for to in rules for s in _missing_readings(logs, rd[rd.to == to]).get(run, [])})
+            if steps:
+                skipped[run] = f"no reading at logged SAS step(s) {steps}"
     ok = readings[~readings.run.isin(set(skipped))]
-    rules = sorted(ok.to.unique(), key=lambda t: t != "sum")
     parts = [onsets.report_table(reread_log(logs, ok[ok.run == run], to)).assign(to=to)
              for run in ok.run.unique() for to in rules]
     return (onsets.timing(pd.concat(parts, ignore_index=True)) if parts else pd.DataFrame()), skipped

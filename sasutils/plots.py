@@ -372,12 +372,14 @@ def word_rules(readings, by: str = "run"):
     """The SAS scalar under both rules for attention to a word, from :func:`sasutils.measure.word_rule_readings` rows.
 
     One panel per rule (``to``: summed over the word's pieces, the SAS scalar as logged; averaged over them), SAS
-    against step, one line per ``by`` value (clicking the legend highlights it in both panels); grey dashed: the
-    uniform head's reading under that rule (the median over the runs), the floor a plateau's SAS starts from."""
+    against step, one line per ``by`` value (clicking the legend highlights it in both panels); grey dashed: a
+    uniform head under that rule with ties broken at random (``uniform_uas_random``, the median over the runs), the
+    level a plateau's SAS starts from -- under the averaged rule, where every candidate ties, chance among the other
+    words (first-index ties would put it lower, at the share of words whose parent is the first word)."""
     import pandas as pd
 
     sel, opacity, colour = _legend_encodings(by)
-    floor = readings.groupby("to", as_index=False)["uniform_uas"].median()
+    floor = readings.groupby("to", as_index=False)["uniform_uas_random"].median()
     panels = []
     for i, to in enumerate(sorted(readings.to.unique(), key=lambda t: t != "sum")):  # the logged rule first
         d = readings[readings.to == to]
@@ -388,7 +390,8 @@ def word_rules(readings, by: str = "run"):
         if i == 0:
             line = line.add_params(sel)  # the legend selection once, used by both panels
         rule = alt.Chart(pd.DataFrame(floor[floor.to == to])).mark_rule(strokeDash=[4, 4], color="grey").encode(
-            y="uniform_uas:Q", tooltip=[alt.Tooltip("uniform_uas:Q", format=".3f", title="uniform head")])
+            y="uniform_uas_random:Q",
+            tooltip=[alt.Tooltip("uniform_uas_random:Q", format=".3f", title="uniform head, random ties")])
         panels.append((line + rule).properties(width=270, height=220))
     return alt.hconcat(*panels)
 

@@ -274,7 +274,7 @@ def test_attention_scale_reads_the_weights_and_the_attention_of_each_checkpoint(
         measure.attention_scale([run_dir], steps=[999], progress=False)
 
 
-def test_word_rule_readings_score_each_checkpoint_under_both_rules(run_dir, ewt_dev):
+def test_word_rule_readings_score_each_checkpoint_under_both_rules(run_dir, ewt_dev, tmp_path):
     from transformers import AutoTokenizer
 
     from sasutils import sas
@@ -289,8 +289,12 @@ def test_word_rule_readings_score_each_checkpoint_under_both_rules(run_dir, ewt_
         row = tab[(tab.step == step) & (tab.to == to)].iloc[0]
         assert row.sas_uas == sas.summarize(sas.score_uas(model, enc, baselines=False, to=to))["sas_uas"]
         assert row.uniform_uas == sas.uniform_baseline(enc, to=to)["dep"]
-    # the sum is the logged rule: the same reading as position_ablation's (one cache for both)
-    pa = measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False)
+    # the sum is the logged rule: the same reading as position_ablation's, computed afresh on a copy without the cache
+    import shutil
+
+    fresh = tmp_path / run_dir.name
+    shutil.copytree(run_dir, fresh, ignore=shutil.ignore_patterns("measure"))
+    pa = measure.position_ablation([fresh], n_sentences=20, loss=False, progress=False)
     assert np.allclose(pa.sas_uas, tab[tab.to == "sum"].sas_uas)
     mean_cache = sorted((run_dir / "measure").glob("uas_mean_*_heads_*.parquet"))
     assert len(mean_cache) == len(steps)
@@ -321,9 +325,26 @@ def test_rule_verdicts_judge_each_run_under_each_rule_and_name_the_runs_left_out
                       for run in ("a", "b")])
     readings = pd.concat([pd.DataFrame(dict(run="a", step=steps, to="sum", sas_uas=sas_sum)),
                           pd.DataFrame(dict(run="a", step=steps, to="mean", sas_uas=sas_sum - 0.05)),
+                          pd.DataFrame(dict(run="b", step=steps, to="sum", sas_uas=sas_sum)),
                           pd.DataFrame(dict(run="b", step=steps[1:], to="mean", sas_uas=sas_sum[1:]))])
     table, skipped = measure.rule_verdicts(logs, readings)
     assert table.run.tolist() == ["a", "a"] and table.to.tolist() == ["sum", "mean"]
     assert table.uas_before.tolist() == pytest.approx([0.17, 0.12])
     assert table.uas_ok.tolist() == [False, True]  # the same run, judged on each reading
-    assert skipped == {"b": [0]}
+    assert skipped == {"b": "no reading at logged SAS step(s) [0]"}
+    # a run read under one rule only, a run without metrics, a repeated row: named, not silently dropped
+    one_rule = pd.DataFrame(dict(run="c", step=steps, to="sum", sas_uas=sas_sum))
+    no_log = pd.DataFrame(dict(run="d", step=steps, to="mean", sas_uas=sas_sum)).pipe(
+        lambda d: pd.concat([d, d.assign(to="sum")]))
+    logs_c = pd.concat([logs, logs[logs.run == "a"].assign(run="c")])
+    _, skipped = measure.rule_verdicts(logs_c, pd.concat([readings, one_rule, no_log]))
+    assert skipped["c"] == "no reading under rule(s) ['mean']" and skipped["d"] == "no metrics in the logs"
+    with pytest.raises(ValueError, match="more than one row"):
+        measure.rule_verdicts(logs, pd.concat([readings, readings.iloc[:1]]))
+
+
+def test_logged_gap_is_zero_where_the_summed_reading_is_the_logged_one():
+    logs = pd.DataFrame(dict(run=["a", "a", "b", "b"], step=[0, 250, 0, 250], sas_uas=[0.1, 0.2, 0.1, 0.2]))
+    readings = pd.DataFrame(dict(run=["a", "a", "b", "b", "a"], step=[0, 250, 0, 250, 0], to=["sum"] * 4 + ["mean"],
+                                 sas_uas=[0.1, 0.2, 0.1, 0.25, 0.9]))
+    assert measure.logged_gap(logs, readings).round(6).to_dict() == {"a": 0.0, "b": 0.05}
