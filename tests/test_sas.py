@@ -86,16 +86,18 @@ def _known_attention(enc, fn, to="sum"):
     return sas.counts_table(total, enc.relations)
 
 
-def test_gold_arc_attention_gives_uas_one(encoded):
-    def gold(p2w, heads):
-        T = len(p2w)
-        a = np.full((T, T), 1e-3, dtype=np.float32)
-        for t, w in enumerate(p2w):
-            if w >= 0 and heads[w] >= 0:
-                a[t, np.nonzero(p2w == heads[w])[0][0]] = 1.0  # attend to the parent's first piece
-        return a / a.sum(-1, keepdims=True)
+def _gold(p2w, heads):
+    """Every piece of a word attends mostly to its parent's first piece (roots: uniform)."""
+    T = len(p2w)
+    a = np.full((T, T), 1e-3, dtype=np.float32)
+    for t, w in enumerate(p2w):
+        if w >= 0 and heads[w] >= 0:
+            a[t, np.nonzero(p2w == heads[w])[0][0]] = 1.0  # attend to the parent's first piece
+    return a / a.sum(-1, keepdims=True)
 
-    df = _known_attention(encoded, gold)
+
+def test_gold_arc_attention_gives_uas_one(encoded):
+    df = _known_attention(encoded, _gold)
     row = df[(df.direction == "dep") & (df.relation == "all")].iloc[0]
     assert row.uas == 1.0
     root = df[(df.direction == "dep") & (df.relation == "all+root")].iloc[0]
@@ -294,17 +296,9 @@ def test_mean_over_pieces_sees_no_word_in_a_uniform_head_and_the_same_arcs_in_a_
     assert any((c > 1).any() for c in n_pieces)  # some words are split, so the two rules differ here
     assert soft["mean"] < soft["sum"]
 
-    def first_piece_of_parent(p2w, heads):  # all of a word's attention on its parent's first piece
-        T = len(p2w)
-        a = np.full((T, T), 1e-4, dtype=np.float32)
-        for t, w in enumerate(p2w):
-            if w >= 0 and heads[w] >= 0:
-                a[t, np.nonzero(p2w == heads[w])[0][0]] = 1.0
-        return a / a.sum(-1, keepdims=True)
-
     # a peaked head: averaging divides the parent's mass by its pieces but it still dominates, so both rules agree
     for to in sas.TO_WORD:
-        df = _known_attention(encoded, first_piece_of_parent, to)
+        df = _known_attention(encoded, _gold, to)
         assert df.query("direction == 'dep' and relation == 'all'").uas.iloc[0] == 1.0
     with pytest.raises(ValueError, match="to="):
         sas.word_attention(torch.zeros(1, 1, 1, 2, 2), torch.zeros(1, 1, 2), to="max")
