@@ -33,6 +33,13 @@ def _cached(path: Path, fn) -> pd.DataFrame:
     return df
 
 
+def _heads_cache(run_dir: Path, variant: str, treebank: str, n_sentences: int, step: int) -> Path:
+    """Where a checkpoint's per-head UAS table is cached. ``variant`` "" is the SAS scalar's reading (summed rule, with
+    word order, the run's rows): one file shared by :func:`position_ablation`, :func:`word_rule_readings` and
+    :func:`extended_positions_reading`, which compute it the same way; other variants name how it was read."""
+    return run_dir / "measure" / f"uas{variant}_{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
+
+
 def _run_sentences(run_dir: Path, sents, n_sentences: int | None):
     """``(cfg, tokenizer, enc)`` of a run: its config.json, its saved tokenizer, and the first ``n_sentences`` of
     ``sents`` that fit its rows (the SAS scalar's sentences; None: all that fit)."""
@@ -231,8 +238,8 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
                 def score():
                     with order(blind):
                         return sas.score_uas(load(), enc, baselines=False)
-                name = f"uas{'_blind' if blind else ''}_{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
-                return sas.summarize(_cached(r / "measure" / name, score))
+                return sas.summarize(_cached(_heads_cache(r, "_blind" if blind else "", treebank, n_sentences, step),
+                                             score))
 
             def losses() -> pd.DataFrame:
                 nonlocal data
@@ -334,9 +341,8 @@ def word_rule_readings(run_dirs: Sequence[str | Path], steps: Sequence[int] | No
                         model, _ = load_checkpoint(path)  # verified; loaded only if a rule is not cached
                     return sas.score_uas(model, enc, baselines=False, to=to)
 
-                rule = "" if to == "sum" else f"_{to}"  # the sum's name is position_ablation's: one cache for both
-                name = f"uas{rule}_{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
-                summ = sas.summarize(_cached(r / "measure" / name, score))
+                summ = sas.summarize(_cached(_heads_cache(r, "" if to == "sum" else f"_{to}", treebank, n_sentences,
+                                                          step), score))
                 rows.append(dict(run=r.name, step=step, to=to, sas_uas=summ["sas_uas"], sas_head=summ["sas_head"],
                                  uniform_uas=floors[to][0], uniform_uas_random=floors[to][1]))
     return pd.DataFrame(rows)
@@ -367,8 +373,7 @@ def reread_log(logs: pd.DataFrame, readings: pd.DataFrame, to: str) -> pd.DataFr
     column as logged. For :func:`sasutils.onsets.report_table` on the what-if reading. A logged SAS step without a
     reading, or a repeated ``(run, step, to)`` row, is an error naming them (the verdicts would otherwise mix the
     rules)."""
-    if to not in sas.TO_WORD:
-        raise ValueError(f"parameter to={to!r}: must be one of {sas.TO_WORD}")
+    sas.check_to_word(to)
     _check_unique(readings)
     rd = readings[readings.to == to]
     missing = _missing_readings(logs, rd)
@@ -386,9 +391,11 @@ def reread_log(logs: pd.DataFrame, readings: pd.DataFrame, to: str) -> pd.DataFr
 def logged_gap(logs: pd.DataFrame, readings: pd.DataFrame) -> pd.Series:
     """Per run of ``readings``, the largest ``|summed reading - logged sas_uas|`` over the logged SAS steps that have a
     reading: about 0 where ``readings`` were taken on the run's own SAS sentences (then the ``"sum"`` verdicts of
-    :func:`rule_verdicts` are the logged ones); larger where another sentence count was read."""
+    :func:`rule_verdicts` are the logged ones); larger where another sentence count was read. ``readings``: rows with
+    ``run``, ``step``, ``sas_uas`` (and ``to``, of which the ``"sum"`` rows count), as :func:`word_rule_readings` and
+    :func:`position_ablation` give them."""
     logged = logs.dropna(subset=["sas_uas"]).set_index(["run", "step"]).sas_uas
-    summed = readings[readings.to == "sum"].set_index(["run", "step"]).sas_uas
+    summed = (readings[readings.to == "sum"] if "to" in readings else readings).set_index(["run", "step"]).sas_uas
     both = summed.index.intersection(logged.index)
     gap = (summed.loc[both] - logged.loc[both]).abs()
     return gap.groupby(level="run").max().reindex(summed.index.get_level_values("run").unique())
@@ -403,7 +410,7 @@ def rule_verdicts(logs: pd.DataFrame, readings: pd.DataFrame) -> tuple[pd.DataFr
     from . import onsets
 
     _check_unique(readings)
-    rules = sorted(readings.to.unique(), key=lambda t: t != "sum")
+    rules = [t for t in sas.TO_WORD if t in set(readings.to)]  # the logged rule first
     skipped: dict[str, str] = {}
     for run, rd in readings.groupby("run", sort=False):
         if not (logs.run == run).any():
@@ -474,10 +481,8 @@ def extended_positions_reading(run_dirs: Sequence[str | Path], steps: Sequence[i
                      wide_beyond=float(np.mean(words >= T)), wide_long=float(np.mean(long)))
         pos_init = cfg.get("pos_init", "normal")
         for step, path in tqdm(ckpts, desc=f"extended positions {r.name}", disable=not progress):
-            tag = f"{treebank}_{n_sentences}_heads_step{step:07d}.parquet"
-            # the same sentences and scorer as position_ablation's reading with order, so the two share a cache
-            seen = sas.summarize(_cached(r / "measure" / f"uas_{tag}", lambda: _fit_uas(path, fit)))
-            grown = sas.summarize(_cached(r / "measure" / f"uas_wide{n_positions}s{seed}_{tag}",
+            seen = sas.summarize(_cached(_heads_cache(r, "", treebank, n_sentences, step), lambda: _fit_uas(path, fit)))
+            grown = sas.summarize(_cached(_heads_cache(r, f"_wide{n_positions}s{seed}", treebank, n_sentences, step),
                                           lambda: _grown_uas(path, wide, n_positions, seed, pos_init)))
             rows.append(dict(run=r.name, step=step, sas_uas=seen["sas_uas"], sas_head=seen["sas_head"],
                              wide_uas=grown["sas_uas"], wide_head=grown["sas_head"], **fixed))

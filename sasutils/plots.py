@@ -378,10 +378,12 @@ def word_rules(readings, by: str = "run"):
     words (first-index ties would put it lower, at the share of words whose parent is the first word)."""
     import pandas as pd
 
+    from .sas import TO_WORD
+
     sel, opacity, colour = _legend_encodings(by)
     floor = readings.groupby("to", as_index=False)["uniform_uas_random"].median()
     panels = []
-    for i, to in enumerate(sorted(readings.to.unique(), key=lambda t: t != "sum")):  # the logged rule first
+    for i, to in enumerate(t for t in TO_WORD if t in set(readings.to)):  # the logged rule first
         d = readings[readings.to == to]
         title = "SAS, attention to a word summed over its pieces" if to == "sum" else f"SAS, attention to a word: {to} over its pieces"
         line = alt.Chart(d[[by, "step", "sas_uas", "sas_head"]]).mark_line(point=True).encode(

@@ -41,6 +41,12 @@ DIRECTIONS = ("dep", "head")
 TO_WORD = ("sum", "mean")  # attention to a word: summed over its pieces (Clark et al.; the SAS scalar) or averaged
 
 
+def check_to_word(to: str) -> None:
+    """A clear error for a rule ``to`` not in :data:`TO_WORD` (before any compute)."""
+    if to not in TO_WORD:
+        raise ValueError(f"parameter to={to!r}: must be one of {TO_WORD}")
+
+
 @dataclass
 class EncodedTreebank:
     """Sentences as WordPiece ids with their piece->word map and gold arcs.
@@ -147,8 +153,7 @@ def word_attention(attn: torch.Tensor, piece_word: torch.Tensor, to: str = "sum"
     averaged over its pieces, so that a uniform head favours no word (every candidate ties) -- a what-if reading for
     the regime chapter, not the SAS scalar's definition.
     """
-    if to not in TO_WORD:
-        raise ValueError(f"parameter to={to!r}: must be one of {TO_WORD}")
+    check_to_word(to)
     pw = piece_word.to(attn.dtype)  # (B, W, T)
     from_w = pw / pw.sum(-1, keepdim=True).clamp(min=1)
     to_w = from_w if to == "mean" else pw
@@ -268,8 +273,7 @@ def uniform_baseline(enc: EncodedTreebank, ties: str = "first", to: str = "sum")
     """
     if ties not in ("first", "random"):
         raise ValueError(f"parameter ties={ties!r}: must be 'first' or 'random'")
-    if to not in TO_WORD:
-        raise ValueError(f"parameter to={to!r}: must be one of {TO_WORD}")
+    check_to_word(to)
     right = {"dep": 0.0, "head": 0.0}
     n = 0
     for p2w, heads in zip(enc.p2w, enc.heads):
@@ -314,8 +318,7 @@ def chunk_attentions(model, enc: EncodedTreebank, max_tokens: int = 4096,
 @torch.no_grad()
 def count_uas(model, enc: EncodedTreebank, max_tokens: int = 4096, dtype=torch.float32, to: str = "sum") -> Counts:
     """Forward every chunk with attention weights and accumulate :class:`Counts` (``to``: see :func:`word_attention`)."""
-    if to not in TO_WORD:  # before the model runs
-        raise ValueError(f"parameter to={to!r}: must be one of {TO_WORD}")
+    check_to_word(to)  # before the model runs
     total = None
     for batch, attn in chunk_attentions(model, enc, max_tokens, dtype):
         c = score_attention(attn, batch, len(enc.relations), to)
