@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -192,7 +193,8 @@ class TokenizerMismatch(ValueError):
 
 
 def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None, treebank: str = "ewt-dev",
-                      n_sentences: int = 500, loss: bool = True, data_dir=None, progress: bool = True) -> pd.DataFrame:
+                      n_sentences: int = 500, loss: bool | None = True, data_dir=None,
+                      progress: bool = True) -> pd.DataFrame:
     """Each checkpoint with and without word order (:func:`sasutils.model.position_blind`).
 
     One row per (run, step): ``sas_uas``, ``sas_soft``, ``sas_head`` (as the training log has them when
@@ -203,7 +205,7 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     ``eval_loss`` and ``blind_loss``, the held-out MLM loss of :func:`sasutils.train.evaluate` (the same batches
     and masks as the log) with and without order; ``blind_loss - eval_loss`` is what removing order costs, at
     most what the model gets from it. Raises :class:`TokenizerMismatch` if the run's tokenizer differs from the
-    corpus cache's (``loss=False`` still works).
+    corpus cache's (``loss=False`` still works; ``loss=None`` gives such a run NaN losses, with a warning naming it).
 
     ``steps``: a subset of the checkpoints (None = all); requested steps without a checkpoint are left out
     (the rows say which remain). Results are cached per checkpoint under ``run_dir/measure/``. The ablation
@@ -221,7 +223,7 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
         ckpts = _checkpoints_at(r, steps)
         cfg, _, enc = _run_sentences(r, sents, n_sentences)
         floor = sas.uniform_baseline(enc)["dep"], sas.uniform_baseline(enc, ties="random")["dep"]
-        data = None
+        data, run_loss = None, loss is not False
         for step, path in tqdm(ckpts, desc=f"position ablation {r.name}", disable=not progress):
             model = None
 
@@ -260,10 +262,41 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
             row = dict(run=r.name, step=step, sas_uas=seen["sas_uas"], sas_soft=seen["sas_soft"], sas_head=seen["sas_head"],
                        blind_uas=blind["sas_uas"], blind_soft=blind["sas_soft"], blind_head=blind["sas_head"],
                        uniform_uas=floor[0], uniform_uas_random=floor[1])
-            if loss:
-                row.update(_cached(r / "measure" / f"loss_blind_step{step:07d}.parquet", losses).iloc[0].to_dict())
+            if run_loss:
+                try:
+                    row.update(_cached(r / "measure" / f"loss_blind_step{step:07d}.parquet", losses).iloc[0].to_dict())
+                except TokenizerMismatch as e:
+                    if loss:
+                        raise
+                    warnings.warn(f"{e}: eval_loss and blind_loss left NaN", stacklevel=2)
+                    run_loss = False
+            if loss is None and not run_loss:
+                row.update(eval_loss=np.nan, blind_loss=np.nan)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def read_each(read: Callable[..., pd.DataFrame], run_dirs: Sequence[str | Path], report: bool = True,
+              **kw) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """Apply a checkpoint reading (:func:`position_ablation`, :func:`extended_positions_reading`,
+    :func:`attention_scale`, :func:`word_rule_readings`, ...) to each run on its own, with ``kw``, so that a run
+    without the checkpoints asked for (``FileNotFoundError``) is left out, with its reason, instead of stopping the
+    others. Any other error stops it.
+
+    Returns the readings of every run that could be read, concatenated (None if none could), and ``{run name:
+    reason}`` for each run left out. With ``report``, prints how many runs were read and why each other one was not.
+    """
+    parts, skipped = [], {}
+    for r in map(Path, run_dirs):
+        try:
+            parts.append(read([r], **kw))
+        except FileNotFoundError as e:
+            skipped[r.name] = str(e)
+    if report:
+        name = getattr(read, "__name__", "reading")
+        print(f"{name}: {len(parts)} of {len(parts) + len(skipped)} runs"
+              + "".join(f"\n  {run}: left out ({why})" for run, why in skipped.items()))
+    return (pd.concat(parts, ignore_index=True) if parts else None), skipped
 
 
 def attention_scale(run_dirs: Sequence[str | Path], steps: Sequence[int] | None = None, treebank: str = "ewt-dev",

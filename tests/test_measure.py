@@ -205,6 +205,37 @@ def test_position_ablation_names_a_run_whose_tokenizer_differs_from_the_cache(ru
         measure.position_ablation([run_dir], n_sentences=20, progress=False)
 
 
+def test_position_ablation_loss_none_keeps_the_sas_of_a_run_with_another_numbering(run_dir, small_tokenizer,
+                                                                                     monkeypatch):
+    import sasutils.corpus
+    import sasutils.train
+
+    monkeypatch.setattr(sasutils.corpus, "load_corpus", lambda *a, **k: _data(small_tokenizer))
+    monkeypatch.setattr(sasutils.train, "_vocab_moves", lambda *a: "3 pieces have other ids")
+    for p in (run_dir / "measure").glob("loss_blind_*"):
+        p.unlink()
+    with pytest.warns(UserWarning, match=str(run_dir)):
+        df = measure.position_ablation([run_dir], n_sentences=20, loss=None, progress=False)
+    assert df.eval_loss.isna().all() and df.blind_loss.isna().all()
+    sas_only = measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False)
+    assert df.drop(columns=["eval_loss", "blind_loss"]).equals(sas_only)
+
+
+def test_read_each_leaves_out_runs_it_cannot_read_and_names_them(run_dir, tmp_path, capsys):
+    empty = tmp_path / "no_checkpoints"
+    (empty / "checkpoints").mkdir(parents=True)
+    table, skipped = measure.read_each(measure.position_ablation, [run_dir, empty], n_sentences=20, loss=False,
+                                       progress=False)
+    assert table.equals(measure.position_ablation([run_dir], n_sentences=20, loss=False, progress=False))
+    assert list(skipped) == ["no_checkpoints"] and "no checkpoints" in skipped["no_checkpoints"]
+    out = capsys.readouterr().out
+    assert "position_ablation: 1 of 2 runs" in out and "no_checkpoints: left out" in out
+    assert measure.read_each(measure.position_ablation, [empty], report=False) == (None, {"no_checkpoints": skipped[
+        "no_checkpoints"]})
+    with pytest.raises(TypeError):  # other errors are not swallowed
+        measure.read_each(measure.position_ablation, [run_dir], no_such_parameter=1)
+
+
 def test_extended_positions_reading_scores_every_sentence_with_a_grown_table(run_dir, ewt_dev, tmp_path):
     import shutil
 
