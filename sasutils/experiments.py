@@ -6,6 +6,7 @@ says *which* runs and then plots the tidy table this returns.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -53,6 +54,34 @@ def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int =
     return cbs
 
 
+METRICS_FILE = "metric_settings.json"  # in a run folder: the callbacks_for keywords its metrics were logged with
+
+
+def metric_settings(**cb_kw) -> dict:
+    """The keyword arguments of :func:`callbacks_for` (every one, defaults filled in) that a run's metrics are logged
+    with; an unknown name is an error naming it."""
+    known = {k: p.default for k, p in inspect.signature(callbacks_for).parameters.items()
+             if k not in ("cfg", "tokenizer")}
+    unknown = sorted(set(cb_kw) - set(known))
+    if unknown:
+        raise TypeError(f"unknown metric setting(s) {unknown}: known are {sorted(known)}")
+    return {**known, **cb_kw}
+
+
+def check_metric_settings(run_dir: str | Path, **cb_kw) -> None:
+    """Refuse to resume, or to return as finished, a run whose metrics were logged with other settings (its
+    ``metric_settings.json``): its log would silently mix two readings, or not be the one asked for. Runs without that
+    file (logged before it was written) are not checked. Raises ``ValueError`` naming the run and each setting."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return
+    saved, want = json.loads(path.read_text()), metric_settings(**cb_kw)
+    diff = [f"{k}={saved.get(k)!r} (asked: {v!r})" for k, v in want.items() if saved.get(k) != v]
+    if diff:
+        raise ValueError(f"{run_dir}: its metrics were logged with {', '.join(diff)}; pass the run's own settings, "
+                         "or train into another runs_root / run_dir")
+
+
 def finished(cfg: dict, run_dir: str | Path) -> bool:
     """Does ``run_dir`` hold this configuration, trained to its last step? (Then there is nothing to train.)"""
     run_dir = Path(run_dir)
@@ -66,11 +95,21 @@ def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = 
     """Train one run (resuming if interrupted, returning the log if already finished).
 
     ``data`` / ``callbacks``: the loaded corpus and metric callbacks, to reuse across calls (built from
-    ``cfg`` and ``cb_kw`` when None). ``stop_at``: pause at that step (see :func:`sasutils.train.train`).
+    ``cfg`` and ``cb_kw`` when None; pass ``cb_kw`` with prebuilt ``callbacks`` too, as the settings they were built
+    with). ``stop_at``: pause at that step (see :func:`sasutils.train.train`). A new run records ``cb_kw`` in
+    ``metric_settings.json``; resuming or reusing it with other settings is an error (:func:`check_metric_settings`).
     """
     run_dir = Path(run_dir) if run_dir else Path(runs_root) / T.run_name(cfg)
+    known = callbacks is None or bool(cb_kw)  # prebuilt callbacks without their settings: nothing to record
+    if known:
+        check_metric_settings(run_dir, **cb_kw)
     if finished(cfg, run_dir):
         return T.read_metrics(run_dir).assign(run=run_dir.name)
+    cfg_path = run_dir / "config.json"
+    same = not cfg_path.exists() or T.identity(json.loads(cfg_path.read_text())) == T.identity(cfg)  # else train refuses
+    if known and same and not len(T.read_metrics(run_dir)):  # a new run (or one with no row yet): record its settings
+        run_dir.mkdir(parents=True, exist_ok=True)
+        T._atomic_json(run_dir / METRICS_FILE, metric_settings(**cb_kw))
     if data is None:
         data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
                            data_dir=cfg.get("data_dir"), progress=progress)

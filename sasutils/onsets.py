@@ -106,6 +106,7 @@ __all__ = [
     "miss_counts",
     "never_left_plateau",
     "restated_criteria",
+    "before_thresholds",
     "soft_onsets",
 ]
 
@@ -1009,6 +1010,44 @@ def restated_criteria(reports: Any, logs: Any) -> Any:
     out["onset_ok_2x"] = out.lead.abs() <= 2 * out.eval_interval
     out["all_ok_2x"] = out.onset_ok_2x & others("onset_ok")
     return out
+
+
+def before_thresholds(reports: Any, logs: Any, before_max: Sequence[float] = (0.15, 0.16, 0.17, 0.18),
+                      rise_max: Sequence[float] = (0.04, 0.05, 0.06, 0.07)) -> Any:
+    """Every criterion at other limits for "SAS before the transition", measured beside the issue's and not applied.
+
+    Two kinds of limit on the same reading (``uas_before``, as :func:`transition_report` takes it):
+
+    - ``kind="before"``: SAS before <= ``t`` for each ``t`` in ``before_max`` (the issue's is
+      :data:`UAS_BEFORE_MAX`);
+    - ``kind="rise"``: SAS before - SAS at step 0 <= ``t`` for each ``t`` in ``rise_max``: the rise above the run's own
+      first reading, which leaves out the floor that the tokenizer and the sentences set.
+
+    "SAS >= 0.30 after" and the other criteria stay as they are. ``reports``: rows of :func:`transition_report`
+    (``run``, ``uas_before``, ``uas_after`` and :data:`CRITERIA`); ``logs``: their metrics tables (``run``,
+    ``step``, ``sas_uas``). Returns one row per run, kind and limit: ``run``, ``kind``, ``limit``, ``sas_0`` (the
+    first SAS reading, at step 0), ``value`` (what is compared: SAS before, or its rise above ``sas_0``),
+    ``uas_ok`` and ``all_ok``. Raises ``ValueError`` naming a run whose log has no SAS reading at step 0.
+    """
+    import pandas as pd
+
+    uas = logs.dropna(subset=["sas_uas"])
+    first = uas[uas.step == 0].drop_duplicates("run").set_index("run").sas_uas
+    missing = sorted(set(reports.run) - set(first.index))
+    if missing:
+        raise ValueError(f"no SAS reading at step 0 in the logs of {', '.join(map(str, missing))}")
+    ok = reports[list(CRITERIA)].fillna(False).astype(bool)
+    others = ok.drop(columns="uas_ok").all(axis=1).to_numpy()
+    sas_0 = first.loc[reports.run].to_numpy()
+    after_ok = (reports.uas_after >= UAS_AFTER_MIN).to_numpy()  # NaN: no drop to read after, not met
+    rows = []
+    for kind, limits, value in (("before", before_max, reports.uas_before.to_numpy()),
+                                ("rise", rise_max, reports.uas_before.to_numpy() - sas_0)):
+        for t in limits:
+            met = (value <= t) & after_ok  # NaN before: no transition to read before, not met
+            rows.append(pd.DataFrame(dict(run=reports.run.to_numpy(), kind=kind, limit=float(t), sas_0=sas_0,
+                                          value=value, uas_ok=met, all_ok=met & others)))
+    return pd.concat(rows, ignore_index=True)
 
 
 def soft_onsets(reports: Any, logs: Any, skip_frac: float = 0.1) -> Any:

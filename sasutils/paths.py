@@ -4,6 +4,8 @@
   else ``../shared/data`` next to the repository (the layout of this project's workspace).
 - Cache directory (spaCy parses, tokenizers, packed corpora): ``SASUTILS_CACHE`` or
   ``~/.cache/sasutils``.
+- The notebooks' tiny test mode: ``SASUTILS_SMOKE`` (on under pytest) and where its runs go,
+  ``SASUTILS_SMOKE_RUNS`` (a fresh folder per pytest session, so that the tests train every time).
 
 Nothing from the data directory is ever copied into the repository.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 ENV_DATA = "SASUTILS_DATA"
 ENV_CACHE = "SASUTILS_CACHE"
+ENV_SMOKE, ENV_SMOKE_RUNS = "SASUTILS_SMOKE", "SASUTILS_SMOKE_RUNS"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,3 +50,22 @@ def data_file(relpath: str, data_dir_override: str | os.PathLike | None = None) 
     if not path.exists():
         raise FileNotFoundError(f"expected data file {path} is missing (see the data directory's MANIFEST.md)")
     return path
+
+
+def smoke_mode() -> bool:
+    """Whether the notebooks run at their tiny test sizes: ``$SASUTILS_SMOKE`` is "1", "true" or "yes" (unset, "",
+    "0", "false" or "no": off; anything else is an error naming it, rather than a guess)."""
+    value = os.environ.get(ENV_SMOKE, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"${ENV_SMOKE}={os.environ[ENV_SMOKE]!r}: must be 1/true/yes or 0/false/no (or unset)")
+
+
+def smoke_runs(name: str) -> Path:
+    """Where a notebook's tiny test runs go: ``$SASUTILS_SMOKE_RUNS/<name>`` (the tests' conftest.py sets a fresh
+    folder per pytest session, so the tiny runs are trained, not found finished), else the cache's
+    ``smoke_runs/<name>``."""
+    root = os.environ.get(ENV_SMOKE_RUNS)
+    return Path(root).expanduser() / name if root else cache_dir("smoke_runs") / name

@@ -98,7 +98,7 @@ def _worker(params: dict, runs_root: str, cb_kw: dict, forks: list[dict] | None 
             data = load_corpus(cfg["corpus"], cfg["corpus_sentences"], cfg["vocab_size"], cfg["seq_len"],
                                data_dir=cfg.get("data_dir"), progress=False)
             cbs = experiments.callbacks_for(cfg, data.tokenizer, **cb_kw)
-        experiments.run(cfg, runs_root, progress=False, data=data, callbacks=cbs, stop_at=k)
+        experiments.run(cfg, runs_root, progress=False, data=data, callbacks=cbs, stop_at=k, **cb_kw)
         if T.stop_requested():
             return
         T.fork(run_dir, child_dir, child)
@@ -137,6 +137,8 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     pending = sorted(range(len(runs)), key=lambda i: i not in trunks)  # runs others branch from go first
     running: dict[int, tuple[subprocess.Popen, float, object]] = {}
     status = {i: ("not started", 0.0, "") for i in range(len(runs))}  # plan order
+    for i in range(len(runs)):  # before any compute: no run may be resumed or reused with other metric settings
+        experiments.check_metric_settings(runs_root / names[i], **cb_kw)
     earlier = _read_status(runs_root)
     for i in list(pending):  # finished in an earlier sweep: keep its row and its log, start no worker
         if experiments.finished(cfgs[i], runs_root / names[i]):

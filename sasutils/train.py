@@ -618,6 +618,8 @@ def fork(src_dir: str | Path, dst_dir: str | Path, dst_cfg: dict) -> Path:
                                 f"weights differ at step {bad} ({lam_at(src_cfg, bad)} vs {lam_at(dst_cfg, bad)})")
         _atomic_json(tmp / "config.json", json.loads(json.dumps(dst_cfg, default=str)))
         shutil.copytree(src_dir / "tokenizer", tmp / "tokenizer")
+        if (src_dir / "metric_settings.json").exists():  # the rows below were logged with them
+            shutil.copy2(src_dir / "metric_settings.json", tmp / "metric_settings.json")
         rows = [line for line, row in _metrics_rows(src_dir / "metrics.jsonl") if row["step"] < k] \
             if (src_dir / "metrics.jsonl").exists() else []
         (tmp / "metrics.jsonl").write_text("".join(line + "\n" for line in rows))

@@ -44,3 +44,27 @@ def test_rescore_keeps_the_configuration_and_recomputes_the_verdicts():
     assert len(got) == 1 and got.mask_prob[0] == 0.4 and bool(got.finished[0])
     assert bool(got.uas_ok[0]) == fresh["uas_ok"] and got.structure_onset[0] == pytest.approx(fresh["structure_onset"])
     assert list(got.columns[:3]) == ["run", "mask_prob", "finished"]
+
+
+def test_a_run_cannot_be_reused_or_resumed_with_other_metric_settings(small_tokenizer, tmp_path):
+    from sasutils import sweep, train as T
+
+    from .test_measure import _data
+
+    data = _data(small_tokenizer)
+    params = dict(preset="cpu-tiny", steps=4, warmup=1, batch_size=8, seq_len=16, hidden_size=32, intermediate_size=64,
+                  eval_every=2, checkpoint_every=2, checkpoint_log_steps=[], eval_batches=1)
+    cfg = T.make_config(**params)
+    run_dir = tmp_path / T.run_name(cfg)
+    log = experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], sas_sentences=40)
+    saved = json.loads((run_dir / experiments.METRICS_FILE).read_text())
+    assert saved == experiments.metric_settings(sas_sentences=40) and saved["sas_every"] == 0  # defaults filled in
+    again = experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], sas_sentences=40)
+    assert again.equals(log)  # finished, same settings: the log is returned
+    with pytest.raises(ValueError, match=r"sas_sentences=40 \(asked: 300\)"):
+        experiments.run(cfg, run_dir=run_dir, data=data, progress=False)  # the defaults read 300 sentences
+    with pytest.raises(TypeError, match="sas_sentence"):
+        experiments.metric_settings(sas_sentence=40)
+    with pytest.raises(ValueError, match="sas_sentences=40 \\(asked: 500\\)"):  # a sweep refuses before any worker
+        sweep.run_plan([params], tmp_path, {"sas_sentences": 500})
+    assert sweep.run_plan([params], tmp_path, {"sas_sentences": 40}).status.tolist() == ["done"]  # finished: skipped

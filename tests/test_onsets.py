@@ -494,6 +494,28 @@ def test_restated_criteria_read_sas_strictly_before_and_widen_the_onset_rule():
     assert "on_reading" not in rep  # a copy
 
 
+def test_before_thresholds_move_only_the_limit_on_sas_before():
+    from sasutils.onsets import CRITERIA, before_thresholds
+
+    logs = pd.DataFrame({"run": ["a", "a", "b", "b", "c", "c"], "step": [0, 250, 0, 250, 0, 250],
+                         "sas_uas": [0.095, 0.16, 0.10, 0.14, 0.12, 0.15]})
+    rep = pd.DataFrame({"run": ["a", "b", "c"], "uas_before": [0.16, 0.14, 0.15], "uas_after": [0.31, 0.33, 0.29],
+                        **{c: [True] * 3 for c in CRITERIA}})
+    rep["uas_ok"] = [False, True, False]  # as transition_report says: 0.16 before; 0.29 after
+    rep.loc[1, "onset_ok"] = False
+    out = before_thresholds(rep, logs, before_max=(0.15, 0.16), rise_max=(0.05, 0.07))
+    at = out.set_index(["kind", "limit", "run"])
+    assert at.loc[("before", 0.15)].uas_ok.tolist() == rep.uas_ok.tolist()  # the limit: the verdict as is
+    assert at.loc[("before", 0.16)].uas_ok.tolist() == [True, True, False]  # c still misses "0.30 after"
+    assert at.loc[("before", 0.16)].all_ok.tolist() == [True, False, False]  # b misses the onset rule
+    assert at.loc[("rise", 0.05)].value.tolist() == pytest.approx([0.065, 0.04, 0.03])
+    assert at.loc[("rise", 0.05)].uas_ok.tolist() == [False, True, False]
+    assert at.loc[("rise", 0.07)].all_ok.tolist() == [True, False, False]
+    assert at.loc[("rise", 0.05)].sas_0.tolist() == [0.095, 0.10, 0.12]
+    with pytest.raises(ValueError, match="step 0 in the logs of b"):
+        before_thresholds(rep, logs[~((logs.run == "b") & (logs.step == 0))])
+
+
 def test_soft_onsets_read_the_structure_onset_on_the_soft_score():
     from sasutils.onsets import soft_onsets, structure_onset
 
