@@ -8,8 +8,8 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 book:  ## build the Jupyter Book into _build/html (chapters executed, cached in _build/.jupyter_cache)
 	time jupyter-book build .
 
-test:  ## unit tests, notebooks and the browser test of the built book
-	python -m pytest
+test:  ## unit tests, notebooks and the browser test of the built book (the README's test command)
+	python -m pytest --nbmake
 
 clean-book:  ## remove the built book and its execution cache
 	jupyter-book clean --all .

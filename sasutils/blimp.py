@@ -45,6 +45,8 @@ class BlimpError(ValueError):
 
 @dataclass(frozen=True)
 class BlimpPair:
+    """One BLiMP minimal pair: the grammatical and the ungrammatical sentence, and where it sits in BLiMP's taxonomy."""
+
     good: str
     bad: str
     uid: str  # paradigm, e.g. "adjunct_island"

@@ -300,6 +300,9 @@ def pack(df: pd.DataFrame, tokenizer, seq_len: int, progress: bool = False) -> P
 
 @dataclass
 class CorpusData:
+    """A loaded training corpus (:func:`load_corpus`): its tokenizer, the packed training and held-out sequences, the
+    number of sentences read, and notes on what was skipped or truncated (so nothing is dropped silently)."""
+
     tokenizer: object
     train: Packed
     eval: Packed

@@ -17,12 +17,16 @@ from . import train as T
 from .corpus import load_corpus
 
 
-def list_param(value, name: str) -> list:
+def list_param(value, name: str, allow_empty: bool = False, of: type | None = None) -> list:
     """A notebook parameter that should be a list: papermill's ``-p`` passes ``'[1, 2]'`` as a string, so
     a string is parsed as a Python/JSON literal (``-y "name: [...]"`` passes a real list). A single
-    non-list value becomes a one-item list; anything unparsable is an error naming the parameter."""
+    non-list value becomes a one-item list; anything unparsable is an error naming the parameter.
+    ``allow_empty``: ``[]`` (or None) is a valid value, returned as ``[]``; ``of``: every item must be of that type
+    (``int``: an integer, not a bool), else an error naming the parameter."""
     import ast
 
+    if value is None and allow_empty:
+        return []
     if isinstance(value, str):
         try:
             value = ast.literal_eval(value)
@@ -32,14 +36,19 @@ def list_param(value, name: str) -> list:
         value = list(value)
     if not isinstance(value, list):
         value = [value]
-    if not value:
+    if not value and not allow_empty:
         raise ValueError(f"parameter {name}: must not be empty")
+    bad = [v for v in value if of is not None and (not isinstance(v, of) or (of is int and isinstance(v, bool)))]
+    if bad:
+        raise ValueError(f"parameter {name}={value!r}: every item must be of type {of.__name__} (not {bad[0]!r})")
     return value
 
 
 def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int = 300,
                   blimp_every: int = 0, blimp_per_paradigm: int = 10, treebank: str = "ewt-dev"):
     """The (every, fn) metric callbacks for a run: SAS scalar on ``treebank`` and/or BLiMP."""
+    metric_settings(sas_every=sas_every, sas_sentences=sas_sentences, blimp_every=blimp_every,
+                    blimp_per_paradigm=blimp_per_paradigm, treebank=treebank)  # errors name the parameter
     cbs = []
     if sas_every:
         from .sas import make_sas_callback
@@ -59,13 +68,19 @@ METRICS_FILE = "metric_settings.json"  # in a run folder: the callbacks_for keyw
 
 def metric_settings(**cb_kw) -> dict:
     """The keyword arguments of :func:`callbacks_for` (every one, defaults filled in) that a run's metrics are logged
-    with; an unknown name is an error naming it."""
+    with, checked before any compute: an unknown name, or a count that is not an integer in range
+    (``sas_every``, ``blimp_every`` >= 0; ``sas_sentences``, ``blimp_per_paradigm`` >= 1), is an error naming it."""
     known = {k: p.default for k, p in inspect.signature(callbacks_for).parameters.items()
              if k not in ("cfg", "tokenizer")}
     unknown = sorted(set(cb_kw) - set(known))
     if unknown:
         raise TypeError(f"unknown metric setting(s) {unknown}: known are {sorted(known)}")
-    return {**known, **cb_kw}
+    out = {**known, **cb_kw}
+    for name, low in (("sas_every", 0), ("blimp_every", 0), ("sas_sentences", 1), ("blimp_per_paradigm", 1)):
+        v = out[name]
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"parameter {name}={v!r}: must be an integer >= {low}")
+    return out
 
 
 def check_metric_settings(run_dir: str | Path, **cb_kw) -> None:
@@ -144,7 +159,8 @@ def collect(runs_root: str | Path, pattern: str = "*") -> tuple[pd.DataFrame, pd
     Returns ``(logs, configs)``: all metrics logs with a ``run`` column, and one row per run with its
     configuration, ``last_step`` and ``finished``. Runs stopped early (killed, or abandoned in a
     search) are kept: a search table shows failures too. A configuration saved before an option of
-    :data:`sasutils.train.LATER_DEFAULTS` existed ran at its default, and is listed with it.
+    :data:`sasutils.train.LATER_DEFAULTS` existed ran at its default, and is listed with it. No run there is an error
+    naming ``runs_root`` and ``pattern`` (``runs/`` is not in the repository: its runs are trained, not cloned).
     """
     logs, cfgs = [], []
     for run_dir in sorted(Path(runs_root).glob(pattern)):
@@ -157,6 +173,10 @@ def collect(runs_root: str | Path, pattern: str = "*") -> tuple[pd.DataFrame, pd
                      "last_step": last, "finished": last >= cfg["steps"]})
         if len(log):
             logs.append(log.assign(run=run_dir.name))
+    if not cfgs:
+        raise FileNotFoundError(f"parameter runs_root={str(runs_root)!r}: no run folder (with a config.json) matches "
+                                f"pattern {pattern!r}; runs are not in the repository: train them first (e.g. the "
+                                "plan's sweep command in configs/README.md), or check the path")
     return (pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()), pd.DataFrame(cfgs)
 
 

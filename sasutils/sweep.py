@@ -124,9 +124,12 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     ``branch``: start SAS-(k) runs from their SAS- run's state at step k (see the module docstring);
     False trains every run from step 0.
     """
+    if not isinstance(workers, int) or workers < 1:  # 0 would wait forever for a free worker
+        raise ValueError(f"parameter workers={workers!r}: must be an integer >= 1")
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     cb_kw = cb_kw or {}
+    experiments.metric_settings(**cb_kw)  # before any compute: errors name the setting
     cfgs = [T.make_config(**p) for p in runs]
     names = [T.run_name(c) for c in cfgs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -256,6 +259,7 @@ def _interrupt(signum, _frame):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m sasutils.sweep PLAN [--runs-root ...] [--workers N] ...``: train a plan (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("plan", help="JSON plan: {'callbacks': {...}, 'runs': [{...}, ...]}")
     ap.add_argument("--runs-root", default="runs/sweep")
@@ -266,8 +270,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stop-grace", type=float, default=180.0,
                     help="seconds a stopped run may take to save its state before it is killed")
     a = ap.parse_args(argv)
-    if a.workers < 1:
-        ap.error(f"--workers must be >= 1, got {a.workers}")
     runs, cb_kw = read_plan(a.plan)
     if a.device:
         runs = [{**r, "device": a.device} for r in runs]

@@ -77,6 +77,7 @@ def request_stop(*_) -> None:
 
 
 def stop_requested() -> bool:
+    """Has :func:`request_stop` been called in this process? (:func:`train` then saves its state and returns.)"""
     return _STOP.is_set()
 
 
@@ -168,6 +169,8 @@ def validate_config(cfg: dict) -> None:
     dev = cfg.get("device", "auto")
     need(dev == "auto" or (isinstance(dev, str) and dev.split(":")[0] in ("cpu", "cuda", "mps")), "device",
          "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    th = cfg.get("threads")
+    need(th is None or (is_int(th) and th >= 1), "threads", "must be None (torch's default) or an integer >= 1")
     if cfg.get("data_dir"):
         need(Path(cfg["data_dir"]).is_dir(), "data_dir", "directory does not exist")
 
@@ -276,6 +279,14 @@ def mask_tokens(ids: torch.Tensor, tokenizer, mask_prob: float, gen: torch.Gener
 
 
 def make_batch(data, rows: np.ndarray, tokenizer, mask_prob: float, seed: int, step: int, stream: int = 0):
+    """Rows ``rows`` of ``data`` (a :class:`sasutils.corpus.Packed`) as one masked batch of B sequences of T pieces.
+
+    Returns ``(input_ids, attention_mask, labels, parents)``, each (B, T) int64: the inputs after
+    :func:`mask_tokens`, 1 at non-pad pieces, the original ids at masked positions (-100 elsewhere) and each piece's
+    parent index (-1: none). The mask is drawn from a generator seeded by ``(seed, step, stream)`` alone, so a
+    resumed or forked run, or another evaluation schedule, sees the same masks at the same step (``stream`` keeps
+    different uses of one step, e.g. training and evaluation batches, apart).
+    """
     ids = torch.from_numpy(data.input_ids[rows].astype(np.int64))
     gen = torch.Generator().manual_seed(int(_rng(seed, step, 2 + stream).integers(2**62)))
     inp, labels = mask_tokens(ids, tokenizer, mask_prob, gen)
@@ -309,7 +320,7 @@ def save_checkpoint(model, tokenizer, run_dir: Path, step: int) -> Path:
 
 
 class CheckpointError(RuntimeError):
-    pass
+    """A checkpoint folder is incomplete or damaged (its manifest of file sizes does not match): it is not loaded."""
 
 
 def verify_checkpoint(path: Path) -> None:

@@ -50,6 +50,9 @@ class TreebankError(ValueError):
 
 @dataclass(frozen=True)
 class ParsedSentence:
+    """One sentence of a dependency treebank: its words, each word's parent (0-based index, -1 for the root) and
+    relation label."""
+
     words: tuple[str, ...]
     heads: tuple[int, ...]  # 0-based parent index, -1 = root
     deprels: tuple[str, ...]

@@ -28,6 +28,8 @@ def test_collect_lists_options_added_later_at_their_defaults(tmp_path):
     got = configs.set_index("run")
     assert got.loc["old", "ln_placement"] == T.LATER_DEFAULTS["ln_placement"] == "post"  # ran before the option
     assert got.loc["new", "ln_placement"] == "pre" and bool(got.loc["new", "finished"])
+    with pytest.raises(FileNotFoundError, match=r"runs_root=.*no run folder.*pattern 'x\*'"):
+        experiments.collect(tmp_path, "x*")  # e.g. a fresh clone, whose runs/ is empty
 
 
 def test_rescore_keeps_the_configuration_and_recomputes_the_verdicts():

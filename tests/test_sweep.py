@@ -138,3 +138,10 @@ def test_sas_minus_k_runs_branch_from_sas_minus_and_equal_runs_from_step_0(tmp_p
     assert late[name] == "done" and len(late) == 4  # the table keeps the earlier sweep's rows
     assert "resuming" not in (tmp_path / "both" / f"{name}.log").read_text()
     assert T.read_metrics(tmp_path / "both" / name).step.max() == 20
+
+
+def test_run_plan_refuses_no_workers_before_starting_anything(tmp_path):
+    for workers in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"workers={workers!r}"):
+            sweep.run_plan([{**TINY, "seed": 0}], tmp_path / "runs", workers=workers)
+    assert not (tmp_path / "runs").exists()  # nothing created

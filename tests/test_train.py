@@ -75,6 +75,34 @@ def test_list_param_parses_papermill_strings():
 
     with pytest.raises(ValueError, match="parameter seeds"):
         list_param([], "seeds")
+    assert list_param([], "steps", allow_empty=True) == [] == list_param(None, "steps", allow_empty=True)
+    assert list_param("[0, 500]", "steps", allow_empty=True, of=int) == [0, 500]
+    for bad in ("[0, 'x']", [0, 1.5], [True]):
+        with pytest.raises(ValueError, match="parameter position_ablation_steps=.*type int"):
+            list_param(bad, "position_ablation_steps", of=int)
+
+
+def test_metric_settings_fill_defaults_and_name_a_bad_value():
+    import pytest
+
+    from sasutils.experiments import callbacks_for, metric_settings
+
+    assert metric_settings()["sas_sentences"] == 300 and metric_settings(sas_every=5)["sas_every"] == 5
+    for name, bad in (("sas_sentences", -5), ("sas_sentences", 0), ("blimp_per_paradigm", 0), ("sas_every", -1),
+                      ("blimp_every", 1.5)):
+        with pytest.raises(ValueError, match=f"parameter {name}="):
+            metric_settings(**{name: bad})
+        with pytest.raises(ValueError, match=f"parameter {name}="):  # before any callback is built
+            callbacks_for({"seq_len": 64}, None, **{name: bad})
+
+
+def test_threads_must_be_a_positive_integer():
+    import pytest
+
+    assert T.make_config("cpu-tiny", threads=2)["threads"] == 2
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="parameter threads="):
+            T.make_config("cpu-tiny", threads=bad)
 
 
 def test_relation_table_from_logs():
