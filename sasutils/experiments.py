@@ -76,22 +76,33 @@ def metric_settings(**cb_kw) -> dict:
     if unknown:
         raise TypeError(f"unknown metric setting(s) {unknown}: known are {sorted(known)}")
     out = {**known, **cb_kw}
-    for name, low in (("sas_every", 0), ("blimp_every", 0), ("sas_sentences", 1), ("blimp_per_paradigm", 1)):
+    for name, low, used in (("sas_every", 0, True), ("blimp_every", 0, True), ("sas_sentences", 1, out["sas_every"]),
+                            ("blimp_per_paradigm", 1, out["blimp_every"])):
         v = out[name]
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+        if used and (not isinstance(v, int) or isinstance(v, bool) or v < low):  # a count of a metric that is off: unused
             raise ValueError(f"parameter {name}={v!r}: must be an integer >= {low}")
     return out
 
 
+def _in_effect(settings: dict) -> dict:
+    """The settings that change what is logged: a metric's count and treebank only where the metric is on."""
+    off = {"sas_sentences", "treebank"} if not settings["sas_every"] else set()
+    off |= {"blimp_per_paradigm"} if not settings["blimp_every"] else set()
+    return {k: v for k, v in settings.items() if k not in off}
+
+
 def check_metric_settings(run_dir: str | Path, **cb_kw) -> None:
     """Refuse to resume, or to return as finished, a run whose metrics were logged with other settings (its
-    ``metric_settings.json``): its log would silently mix two readings, or not be the one asked for. Runs without that
-    file (logged before it was written) are not checked. Raises ``ValueError`` naming the run and each setting."""
+    ``metric_settings.json``): its log would silently mix two readings, or not be the one asked for. Only settings in
+    effect count (a metric's sentence or pair count where the metric is on); a setting the file lacks (added to
+    :func:`callbacks_for` later) counts at its default. Runs without that file (started before it was written) or
+    without a logged row are not checked. Raises ``ValueError`` naming the run and each setting."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
+    if not path.exists() or not len(T.read_metrics(run_dir)):
         return
-    saved, want = json.loads(path.read_text()), metric_settings(**cb_kw)
-    diff = [f"{k}={saved.get(k)!r} (asked: {v!r})" for k, v in want.items() if saved.get(k) != v]
+    saved, want = _in_effect(metric_settings(**json.loads(path.read_text()))), _in_effect(metric_settings(**cb_kw))
+    diff = [f"{k}={saved.get(k)!r} (asked: {want.get(k)!r})" for k in sorted(set(saved) | set(want))
+            if saved.get(k) != want.get(k)]
     if diff:
         raise ValueError(f"{run_dir}: its metrics were logged with {', '.join(diff)}; pass the run's own settings, "
                          "or train into another runs_root / run_dir")
@@ -110,19 +121,18 @@ def run(cfg: dict, runs_root: str | Path = "runs", run_dir: str | Path | None = 
     """Train one run (resuming if interrupted, returning the log if already finished).
 
     ``data`` / ``callbacks``: the loaded corpus and metric callbacks, to reuse across calls (built from
-    ``cfg`` and ``cb_kw`` when None; pass ``cb_kw`` with prebuilt ``callbacks`` too, as the settings they were built
-    with). ``stop_at``: pause at that step (see :func:`sasutils.train.train`). A new run records ``cb_kw`` in
-    ``metric_settings.json``; resuming or reusing it with other settings is an error (:func:`check_metric_settings`).
+    ``cfg`` and ``cb_kw`` when None; with prebuilt ``callbacks``, ``cb_kw`` must be the settings they were built with).
+    ``stop_at``: pause at that step (see :func:`sasutils.train.train`). A new run records its settings
+    (:func:`metric_settings` of ``cb_kw``) in ``metric_settings.json``; resuming or reusing it with other settings is
+    an error (:func:`check_metric_settings`).
     """
     run_dir = Path(run_dir) if run_dir else Path(runs_root) / T.run_name(cfg)
-    known = callbacks is None or bool(cb_kw)  # prebuilt callbacks without their settings: nothing to record
-    if known:
-        check_metric_settings(run_dir, **cb_kw)
+    check_metric_settings(run_dir, **cb_kw)
     if finished(cfg, run_dir):
         return T.read_metrics(run_dir).assign(run=run_dir.name)
     cfg_path = run_dir / "config.json"
     same = not cfg_path.exists() or T.identity(json.loads(cfg_path.read_text())) == T.identity(cfg)  # else train refuses
-    if known and same and not len(T.read_metrics(run_dir)):  # a new run (or one with no row yet): record its settings
+    if same and not len(T.read_metrics(run_dir)):  # a new run (or one with no row yet): record its settings
         run_dir.mkdir(parents=True, exist_ok=True)
         T._atomic_json(run_dir / METRICS_FILE, metric_settings(**cb_kw))
     if data is None:

@@ -51,12 +51,16 @@ def _run_sentences(run_dir: Path, sents, n_sentences: int | None):
     return cfg, tok, sas.first_n(sas.encode_treebank(sents, tok, cfg["seq_len"]), n_sentences)
 
 
+class MissingCheckpoints(FileNotFoundError):
+    """A run has no checkpoint at the steps a reading asks for (:func:`read_each` leaves such a run out)."""
+
+
 def _checkpoints_at(run_dir: Path, steps: Sequence[int] | None) -> list[tuple[int, Path]]:
     """(step, path) of ``run_dir``'s checkpoints at ``steps`` (None = all), with its ``measure/`` cache folder made;
     an error names the run and the steps if there are none."""
     ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if steps is None or s in steps]
     if not ckpts:
-        raise FileNotFoundError(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {run_dir / 'checkpoints'}")
+        raise MissingCheckpoints(f"no checkpoints{'' if steps is None else f' at steps {list(steps)}'} in {run_dir / 'checkpoints'}")
     (run_dir / "measure").mkdir(exist_ok=True)
     return ckpts
 
@@ -205,7 +209,8 @@ def position_ablation(run_dirs: Sequence[str | Path], steps: Sequence[int] | Non
     ``eval_loss`` and ``blind_loss``, the held-out MLM loss of :func:`sasutils.train.evaluate` (the same batches
     and masks as the log) with and without order; ``blind_loss - eval_loss`` is what removing order costs, at
     most what the model gets from it. Raises :class:`TokenizerMismatch` if the run's tokenizer differs from the
-    corpus cache's (``loss=False`` still works; ``loss=None`` gives such a run NaN losses, with a warning naming it).
+    corpus cache's (``loss=False`` still works; with ``loss=None`` the losses it cannot recompute are NaN, with a
+    warning naming the run, and those already cached are kept).
 
     ``steps``: a subset of the checkpoints (None = all); requested steps without a checkpoint are left out
     (the rows say which remain). Results are cached per checkpoint under ``run_dir/measure/``. The ablation
@@ -280,8 +285,8 @@ def read_each(read: Callable[..., pd.DataFrame], run_dirs: Sequence[str | Path],
               **kw) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """Apply a checkpoint reading (:func:`position_ablation`, :func:`extended_positions_reading`,
     :func:`attention_scale`, :func:`word_rule_readings`, ...) to each run on its own, with ``kw``, so that a run
-    without the checkpoints asked for (``FileNotFoundError``) is left out, with its reason, instead of stopping the
-    others. Any other error stops it.
+    without the checkpoints asked for (:class:`MissingCheckpoints`) is left out, with its reason, instead of stopping
+    the others. Any other error stops it (a missing data file too: it would leave out every run).
 
     Returns the readings of every run that could be read, concatenated (None if none could), and ``{run name:
     reason}`` for each run left out. With ``report``, prints how many runs were read and why each other one was not.
@@ -290,7 +295,7 @@ def read_each(read: Callable[..., pd.DataFrame], run_dirs: Sequence[str | Path],
     for r in map(Path, run_dirs):
         try:
             parts.append(read([r], **kw))
-        except FileNotFoundError as e:
+        except MissingCheckpoints as e:
             skipped[r.name] = str(e)
     if report:
         name = getattr(read, "__name__", "reading")

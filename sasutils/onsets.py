@@ -1021,7 +1021,9 @@ def before_thresholds(reports: Any, logs: Any, before_max: Sequence[float] = (0.
     - ``kind="before"``: SAS before <= ``t`` for each ``t`` in ``before_max`` (the issue's is
       :data:`UAS_BEFORE_MAX`);
     - ``kind="rise"``: SAS before - SAS at step 0 <= ``t`` for each ``t`` in ``rise_max``: the rise above the run's own
-      first reading, which leaves out the floor that the tokenizer and the sentences set.
+      first reading, which it subtracts (that reading is the uniform-attention floor of the tokenizer and the
+      sentences plus what the initialisation adds). The difference of two floats is compared as it is, so a rise
+      that equals a limit in print may fall either side of it.
 
     "SAS >= 0.30 after" and the other criteria stay as they are. ``reports``: rows of :func:`transition_report`
     (``run``, ``uas_before``, ``uas_after`` and :data:`CRITERIA`); ``logs``: their metrics tables (``run``,

@@ -63,6 +63,10 @@ def read_plan(path: str | Path) -> tuple[list[dict], dict]:
     for k, v in cb.items():
         if k != "treebank" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
             raise ValueError(f"{path}: callbacks.{k} must be a non-negative integer, got {v!r}")
+    try:
+        experiments.metric_settings(**cb)
+    except ValueError as e:  # e.g. sas_sentences 0 with SAS on
+        raise ValueError(f"{path}: callbacks: {e}") from None
     return runs, dict(cb)
 
 
@@ -124,10 +128,9 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     ``branch``: start SAS-(k) runs from their SAS- run's state at step k (see the module docstring);
     False trains every run from step 0.
     """
-    if not isinstance(workers, int) or workers < 1:  # 0 would wait forever for a free worker
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:  # 0 would wait forever
         raise ValueError(f"parameter workers={workers!r}: must be an integer >= 1")
     runs_root = Path(runs_root)
-    runs_root.mkdir(parents=True, exist_ok=True)
     cb_kw = cb_kw or {}
     experiments.metric_settings(**cb_kw)  # before any compute: errors name the setting
     cfgs = [T.make_config(**p) for p in runs]
@@ -142,6 +145,7 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     status = {i: ("not started", 0.0, "") for i in range(len(runs))}  # plan order
     for i in range(len(runs)):  # before any compute: no run may be resumed or reused with other metric settings
         experiments.check_metric_settings(runs_root / names[i], **cb_kw)
+    runs_root.mkdir(parents=True, exist_ok=True)
     earlier = _read_status(runs_root)
     for i in list(pending):  # finished in an earlier sweep: keep its row and its log, start no worker
         if experiments.finished(cfgs[i], runs_root / names[i]):
@@ -270,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stop-grace", type=float, default=180.0,
                     help="seconds a stopped run may take to save its state before it is killed")
     a = ap.parse_args(argv)
+    if a.workers < 1:
+        ap.error(f"--workers must be >= 1, got {a.workers}")
     runs, cb_kw = read_plan(a.plan)
     if a.device:
         runs = [{**r, "device": a.device} for r in runs]

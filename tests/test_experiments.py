@@ -58,15 +58,28 @@ def test_a_run_cannot_be_reused_or_resumed_with_other_metric_settings(small_toke
                   eval_every=2, checkpoint_every=2, checkpoint_log_steps=[], eval_batches=1)
     cfg = T.make_config(**params)
     run_dir = tmp_path / T.run_name(cfg)
-    log = experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], sas_sentences=40)
+    on = dict(sas_every=2, sas_sentences=40)  # settings in effect: SAS on (its callback is prebuilt here: none)
+    experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], stop_at=2, **on)  # paused
     saved = json.loads((run_dir / experiments.METRICS_FILE).read_text())
-    assert saved == experiments.metric_settings(sas_sentences=40) and saved["sas_every"] == 0  # defaults filled in
-    again = experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], sas_sentences=40)
-    assert again.equals(log)  # finished, same settings: the log is returned
-    with pytest.raises(ValueError, match=r"sas_sentences=40 \(asked: 300\)"):
-        experiments.run(cfg, run_dir=run_dir, data=data, progress=False)  # the defaults read 300 sentences
+    assert saved == experiments.metric_settings(**on) and saved["blimp_every"] == 0  # defaults filled in
+    with pytest.raises(ValueError, match=r"sas_sentences=40 \(asked: 300\)"):  # resuming with others
+        experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], sas_every=2)
+    log = experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], **on)  # resumed
+    assert log.step.max() == 4
+    assert experiments.run(cfg, run_dir=run_dir, data=data, progress=False, callbacks=[], **on).equals(log)
+    with pytest.raises(ValueError, match=r"sas_every=2 \(asked: 0\)"):
+        experiments.run(cfg, run_dir=run_dir, data=data, progress=False)  # the defaults: SAS off
+    with pytest.raises(ValueError, match=r"sas_sentences=40 \(asked: 500\)"):  # a sweep refuses before any worker
+        sweep.run_plan([params], tmp_path, {"sas_every": 2, "sas_sentences": 500})
+    assert sweep.run_plan([params], tmp_path, on).status.tolist() == ["done"]  # finished: skipped
     with pytest.raises(TypeError, match="sas_sentence"):
         experiments.metric_settings(sas_sentence=40)
-    with pytest.raises(ValueError, match="sas_sentences=40 \\(asked: 500\\)"):  # a sweep refuses before any worker
-        sweep.run_plan([params], tmp_path, {"sas_sentences": 500})
-    assert sweep.run_plan([params], tmp_path, {"sas_sentences": 40}).status.tolist() == ["done"]  # finished: skipped
+    # settings not in effect do not count: with SAS off, its sentence count changes nothing
+    (run_dir / experiments.METRICS_FILE).write_text(json.dumps(experiments.metric_settings(sas_sentences=40)))
+    experiments.check_metric_settings(run_dir, sas_sentences=500)
+    # a setting the file lacks (added later) counts at its default; no file (an older run) or no row: not checked
+    (run_dir / experiments.METRICS_FILE).write_text(json.dumps({"sas_every": 0, "blimp_every": 0}))
+    experiments.check_metric_settings(run_dir)
+    (run_dir / experiments.METRICS_FILE).unlink()
+    experiments.check_metric_settings(run_dir, sas_every=7)
+    experiments.check_metric_settings(tmp_path / "never_logged", sas_every=7)

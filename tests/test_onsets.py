@@ -516,6 +516,27 @@ def test_before_thresholds_move_only_the_limit_on_sas_before():
         before_thresholds(rep, logs[~((logs.run == "b") & (logs.step == 0))])
 
 
+def test_before_thresholds_at_the_issues_limit_are_transition_reports_verdicts():
+    from sasutils.onsets import before_thresholds, report_table, timing
+
+    steps = np.arange(0, 5001, 125, dtype=float)
+    loss = 6.5 + 2.5 * np.exp(-steps / 120) - 0.8 / (1 + np.exp(-(steps - 2500) / 100))
+    runs = {"low": 0.10, "high": 0.16}  # SAS before the spike
+    blimp = 0.5 + 0.1 / (1 + np.exp(-(steps - 3000) / 100))  # rises after the spike
+    logs = pd.concat([pd.DataFrame({"run": r, "step": steps, "eval_loss": loss, "offset_best": 0.3, "blimp_mean": blimp,
+                                    "sas_uas": b + 0.25 / (1 + np.exp(-(steps - 2400) / 100))})
+                      for r, b in runs.items()]
+                     + [pd.DataFrame({"run": "flat", "step": steps, "eval_loss": 6.5 + 0 * steps, "offset_best": 0.3,
+                                      "blimp_mean": 0.5, "sas_uas": 0.12})])  # no transition: nothing to read
+    rep = timing(report_table(logs))
+    out = before_thresholds(rep, logs, before_max=(0.15, 0.5), rise_max=(1.0,)).set_index(["kind", "limit", "run"])
+    assert rep.set_index("run").all_ok.to_dict() == {"low": True, "high": False, "flat": False}  # as built
+    at = out.loc[("before", 0.15)].loc[rep.run]
+    assert at.uas_ok.tolist() == rep.uas_ok.astype(bool).tolist() and at.all_ok.tolist() == rep.all_ok.tolist()
+    assert not out.loc[(slice(None), slice(None), "flat"), "uas_ok"].any()  # no reading before or after: never met
+    assert out.loc[("before", 0.5, "high")].all_ok and not out.loc[("before", 0.15, "high")].all_ok
+
+
 def test_soft_onsets_read_the_structure_onset_on_the_soft_score():
     from sasutils.onsets import soft_onsets, structure_onset
 

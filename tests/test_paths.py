@@ -33,4 +33,3 @@ def test_smoke_runs_go_to_the_sessions_folder_else_the_cache(tmp_path, monkeypat
     monkeypatch.delenv("SASUTILS_SMOKE_RUNS")
     monkeypatch.setenv("SASUTILS_CACHE", str(tmp_path / "cache"))
     assert paths.smoke_runs("regime") == tmp_path / "cache" / "smoke_runs" / "regime"
-

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import sasutils.train as T
-from sasutils import sweep
+from sasutils import experiments, sweep
 
 TINY = dict(preset="cpu-tiny", steps=20, warmup=5, eval_every=10, checkpoint_every=10, checkpoint_log_steps=[],
             hidden_size=32, intermediate_size=64, num_attention_heads=2, corpus_sentences=3000, vocab_size=1000,
@@ -131,6 +131,9 @@ def test_sas_minus_k_runs_branch_from_sas_minus_and_equal_runs_from_step_0(tmp_p
     for name in alone.run:
         a, b = T.read_metrics(tmp_path / "alone" / name), T.read_metrics(tmp_path / "both" / name)
         pd.testing.assert_frame_equal(a.drop(columns="wall"), b.drop(columns="wall"), check_exact=True)
+        # a fork carries the metric settings its first rows were logged with (the plan's: here the defaults)
+        saved = json.loads((tmp_path / "both" / name / "metric_settings.json").read_text())
+        assert saved == experiments.metric_settings()
     # the trunk finished: a new branch has no fork to come and trains from step 0
     k5 = {**TINY, "lam": 1.0, "suppress_steps": 5}
     late = sweep.run_plan([trunk, k5], tmp_path / "both", workers=2).set_index("run").status
