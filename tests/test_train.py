@@ -88,12 +88,14 @@ def test_metric_settings_fill_defaults_and_name_a_bad_value():
     from sasutils.experiments import callbacks_for, metric_settings
 
     assert metric_settings()["sas_sentences"] == 300 and metric_settings(sas_every=5)["sas_every"] == 5
+    on = dict(sas_every=250, blimp_every=500)
     for name, bad in (("sas_sentences", -5), ("sas_sentences", 0), ("blimp_per_paradigm", 0), ("sas_every", -1),
                       ("blimp_every", 1.5)):
         with pytest.raises(ValueError, match=f"parameter {name}="):
-            metric_settings(**{name: bad})
+            metric_settings(**{**on, name: bad})
         with pytest.raises(ValueError, match=f"parameter {name}="):  # before any callback is built
-            callbacks_for({"seq_len": 64}, None, **{name: bad})
+            callbacks_for({"seq_len": 64}, None, **{**on, name: bad})
+    assert metric_settings(sas_sentences=0, blimp_per_paradigm=0)["sas_every"] == 0  # counts of metrics that are off
 
 
 def test_threads_must_be_a_positive_integer():
