@@ -205,3 +205,15 @@ def rescore(summary: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
     rep = onsets.report_table(logs)
     return summary[["run", *[c for c in summary.columns if c not in rep.columns]]].merge(rep, on="run", how="left")
 
+
+
+def read_results(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A results folder as the book reads it: ``(reports, logs)``, where ``logs`` is its ``metrics.csv`` and
+    ``reports`` its ``summary.csv`` rescored from those logs (:func:`rescore`) with :func:`sasutils.onsets.timing`'s
+    columns (``lead``, ``all_ok``, ``misses``, ...), one row per run, sorted by ``seed`` where there is one."""
+    results_dir = Path(results_dir)
+    logs = pd.read_csv(results_dir / "metrics.csv")
+    reports = onsets.timing(rescore(pd.read_csv(results_dir / "summary.csv"), logs))
+    if "seed" in reports:
+        reports = reports.sort_values("seed", kind="stable").reset_index(drop=True)
+    return reports, logs

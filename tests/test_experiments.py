@@ -48,6 +48,24 @@ def test_rescore_keeps_the_configuration_and_recomputes_the_verdicts():
     assert list(got.columns[:3]) == ["run", "mask_prob", "finished"]
 
 
+def test_read_results_rescores_a_folder_and_adds_the_timing_columns(tmp_path):
+    from sasutils import onsets
+
+    steps = np.arange(0, 5001, 125, dtype=float)
+    loss = 6.5 + 2.5 * np.exp(-steps / 120) - 0.8 / (1 + np.exp(-(steps - 2500) / 100))
+    logs = pd.concat([pd.DataFrame({"run": r, "step": steps, "eval_loss": loss,
+                                    "sas_uas": 0.1 + 0.25 / (1 + np.exp(-(steps - c) / 100))})
+                      for r, c in (("b", 2400), ("a", 2200))])
+    logs.to_csv(tmp_path / "metrics.csv", index=False)
+    pd.DataFrame({"run": ["b", "a"], "seed": [1, 0], "uas_ok": [None, None]}).to_csv(tmp_path / "summary.csv",
+                                                                                    index=False)
+    reports, read_logs = experiments.read_results(tmp_path)
+    assert list(reports.seed) == [0, 1] and list(reports.run) == ["a", "b"]  # sorted by seed
+    want = onsets.timing(experiments.rescore(pd.read_csv(tmp_path / "summary.csv"), read_logs))
+    pd.testing.assert_frame_equal(reports, want.sort_values("seed").reset_index(drop=True))
+    assert {"lead", "all_ok", "misses"} <= set(reports.columns) and len(read_logs) == len(logs)
+
+
 def test_a_run_cannot_be_reused_or_resumed_with_other_metric_settings(small_tokenizer, tmp_path):
     from sasutils import sweep, train as T
 
