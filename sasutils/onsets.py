@@ -101,7 +101,10 @@ __all__ = [
     "CRITERIA",
     "UAS_BEFORE_MAX",
     "UAS_AFTER_MIN",
+    "DROP_MIN_NATS",
+    "DROP_MAX_FRAC",
     "transition_report",
+    "criteria_in_words",
     "timing",
     "miss_counts",
     "never_left_plateau",
@@ -793,6 +796,7 @@ def loss_bend_window(
 
 CRITERIA = ("drop_ok", "uas_ok", "beats_offset", "onset_ok", "blimp_ok")  # transition_report's verdicts
 UAS_BEFORE_MAX, UAS_AFTER_MIN = 0.15, 0.30  # uas_ok: the SAS scalar before the transition and after the drop
+DROP_MIN_NATS, DROP_MAX_FRAC = 0.5, 0.2  # drop_ok: the loss bend's size and its window's share of the run
 
 
 def timing(reports: Any) -> Any:
@@ -965,7 +969,7 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
         b = log[["step", "blimp_mean"]].dropna()
         rep["blimp_at_onset"] = _at_or_before(b, "blimp_mean", found["structure_onset"])
         rep["blimp_final"] = float(b.blimp_mean.iloc[-1])
-    rep["drop_ok"] = bool(nats >= 0.5 and rep["drop_window_frac"] <= 0.2)
+    rep["drop_ok"] = bool(nats >= DROP_MIN_NATS and rep["drop_window_frac"] <= DROP_MAX_FRAC)
     rep["uas_ok"] = bool(rep.get("uas_before", _NAN) <= UAS_BEFORE_MAX and rep.get("uas_after", _NAN) >= UAS_AFTER_MIN)
     rep["beats_offset"] = bool(rep.get("uas_final", _NAN) > rep.get("offset_best", np.inf))
     if "offset_edge" in rep:  # not one of CRITERIA (the issue names the plain offset); reported beside it
@@ -973,6 +977,52 @@ def transition_report(log: Any, skip_frac: float = 0.1, **detect_kwargs: Any) ->
     rep["onset_ok"] = bool(abs(found["structure_onset"] - start) <= interval)  # vs the drop's start
     rep["blimp_ok"] = bool(rep.get("blimp_final", _NAN) > rep.get("blimp_at_onset", np.inf))
     return rep
+
+
+def criteria_in_words(report: Any) -> str:
+    """One run's small-regime verdicts as lines of text: each criterion of :func:`transition_report` with ✓ or ✗,
+    the readings it rests on and the threshold it needs, after a first line that counts the criteria that hold.
+
+    ``report``: a dict (or a row of :func:`report_table`) with :func:`transition_report`'s keys; a reading the
+    run's log did not have is shown as "n/a" and its criterion as failing, as the report counts it.
+    """
+    r = dict(report)
+    missing = [c for c in CRITERIA if c not in r]
+    if missing:
+        raise ValueError(f"report lacks the verdicts {missing}: pass a dict from transition_report")
+
+    def num(key: str, fmt: str) -> str:
+        v = r.get(key)
+        return format(float(v), fmt) if v is not None and np.isfinite(float(v)) else "n/a"
+
+    def ok(c: str) -> bool:
+        v = r[c]
+        return bool(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else False
+
+    lead = float(r.get("bend_start", _NAN)) - float(r.get("structure_onset", _NAN))
+    where = (f"{abs(lead):,.0f} steps {'before' if lead > 0 else 'after'} the start of the loss bend" if lead != 0
+             else "at the start of the loss bend") if np.isfinite(lead) else "not both found"
+    frac = float(r.get("drop_window_frac", _NAN))
+    drop = (f"{num('bend_nats', '.2f')} nats over steps {num('bend_start', ',.0f')}–{num('bend_end', ',.0f')} "
+            f"({100 * frac:.0f} % of the run)" if np.isfinite(frac) else "no bend of the loss found")
+    onset = (f"at step {num('structure_onset', ',.0f')}, {where}" if np.isfinite(float(r.get("structure_onset", _NAN)))
+             else "not found")
+    lines = [
+        f"{'✓' if ok('drop_ok') else '✗'} loss drop: {drop}; needs ≥ {DROP_MIN_NATS} nats within "
+        f"≤ {100 * DROP_MAX_FRAC:.0f} % of the run",
+        f"{'✓' if ok('uas_ok') else '✗'} SAS: {num('uas_before', '.3f')} before the transition, "
+        f"{num('uas_after', '.3f')} after the drop; needs ≤ {UAS_BEFORE_MAX:.2f} before and ≥ {UAS_AFTER_MIN:.2f} after",
+        f"{'✓' if ok('beats_offset') else '✗'} final SAS {num('uas_final', '.3f')} against the best fixed-offset "
+        f"baseline {num('offset_best', '.3f')}; needs to be above it",
+        f"{'✓' if ok('onset_ok') else '✗'} structure onset ▲ {onset}; "
+        f"needs to be within one evaluation interval ({num('eval_interval', ',.0f')} steps)",
+        f"{'✓' if ok('blimp_ok') else '✗'} BLiMP: {num('blimp_at_onset', '.3f')} at ▲, {num('blimp_final', '.3f')} "
+        f"at the end; needs to rise",
+    ]
+    held = sum(ok(c) for c in CRITERIA)
+    head = f"{held} of {len(CRITERIA)} criteria hold" + (": the transition, by every criterion" if held == len(CRITERIA)
+                                                         else "")
+    return "\n".join([head, *lines])
 
 
 def restated_criteria(reports: Any, logs: Any) -> Any:

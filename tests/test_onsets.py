@@ -592,3 +592,24 @@ def test_report_table_reports_every_run_and_names_the_ones_too_short_to_judge():
     assert t.run.tolist() == ["b", "a"]  # first-appearance order
     assert t.loc[0, "structure_onset"] == pytest.approx(transition_report(full)["structure_onset"])
     assert pd.isna(t.loc[0, "error"]) and isinstance(t.loc[1, "error"], str) and pd.isna(t.loc[1, "uas_ok"])
+
+
+def test_criteria_in_words_marks_each_verdict_with_its_readings_and_threshold():
+    from sasutils.onsets import CRITERIA, criteria_in_words, transition_report
+
+    steps = np.array([0, 10, 20, 50, 100, 200, 250] + list(range(500, 6001, 250)), float)
+    loss = 6.5 + 2.5 * np.exp(-steps / 120) - 0.8 / (1 + np.exp(-(steps - 3000) / 150))
+    uas = 0.1 + 0.25 / (1 + np.exp(-(steps - 3000) / 150))
+    rep = transition_report(pd.DataFrame({"step": steps, "eval_loss": loss, "sas_uas": uas, "offset_best": 0.3}))
+    head, *lines = criteria_in_words(rep).split("\n")
+    assert len(lines) == len(CRITERIA)
+    assert [line[0] for line in lines] == ["✓" if rep[c] else "✗" for c in CRITERIA] == ["✓"] * 4 + ["✗"]  # no BLiMP
+    assert head == "4 of 5 criteria hold"
+    assert f"{rep['bend_nats']:.2f} nats" in lines[0] and "≥ 0.5 nats within ≤ 20 %" in lines[0]
+    assert f"{rep['uas_before']:.3f} before" in lines[1] and "≤ 0.15 before and ≥ 0.30 after" in lines[1]
+    assert "0.300" in lines[2] and "n/a at ▲" in lines[4]
+    # a row of report_table (a Series) with a verdict left NaN, as for a run too short to judge, reads as failing
+    row = pd.Series({**rep, "blimp_ok": float("nan"), "drop_ok": True})
+    assert criteria_in_words(row).split("\n")[5].startswith("✗")
+    with pytest.raises(ValueError, match="onset_ok"):
+        criteria_in_words({k: v for k, v in rep.items() if k != "onset_ok"})
