@@ -983,45 +983,64 @@ def criteria_in_words(report: Any) -> str:
     """One run's small-regime verdicts as lines of text: each criterion of :func:`transition_report` with ✓ or ✗,
     the readings it rests on and the threshold it needs, after a first line that counts the criteria that hold.
 
-    ``report``: a dict (or a row of :func:`report_table`) with :func:`transition_report`'s keys; a reading the
-    run's log did not have is shown as "n/a" and its criterion as failing, as the report counts it.
+    ``report``: a dict (or a row of :func:`report_table`) with :func:`transition_report`'s keys. A reading the
+    run's log did not have is shown as "n/a" and a verdict that is missing its value (NaN, None, ``pd.NA``) as
+    failing, as the report counts it; a row that :func:`report_table` could not judge (its ``error``) says so.
+    Readings are printed with one more digit than their threshold, so a reading just over it does not print as it.
     """
     r = dict(report)
+    error = r.get("error")
+    if isinstance(error, str) and error:
+        return f"not judged: {error}"
     missing = [c for c in CRITERIA if c not in r]
     if missing:
         raise ValueError(f"report lacks the verdicts {missing}: pass a dict from transition_report")
 
+    def val(key: str) -> float:  # NaN for anything that is not a finite number (None, NaN, pd.NA, text)
+        try:
+            v = float(r.get(key))
+        except (TypeError, ValueError):
+            return _NAN
+        return v if np.isfinite(v) else _NAN
+
     def num(key: str, fmt: str) -> str:
-        v = r.get(key)
-        return format(float(v), fmt) if v is not None and np.isfinite(float(v)) else "n/a"
+        v = val(key)
+        return "n/a" if math.isnan(v) else format(v, fmt)
 
-    def ok(c: str) -> bool:
+    def mark(c: str) -> str:
         v = r[c]
-        return bool(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else False
+        try:
+            held = v is not None and not bool(v != v) and bool(v)  # v != v: NaN of any float type
+        except TypeError:  # pd.NA: no truth value
+            held = False
+        return "✓" if held else "✗"
 
-    lead = float(r.get("bend_start", _NAN)) - float(r.get("structure_onset", _NAN))
-    where = (f"{abs(lead):,.0f} steps {'before' if lead > 0 else 'after'} the start of the loss bend" if lead != 0
-             else "at the start of the loss bend") if np.isfinite(lead) else "not both found"
-    frac = float(r.get("drop_window_frac", _NAN))
-    drop = (f"{num('bend_nats', '.2f')} nats over steps {num('bend_start', ',.0f')}–{num('bend_end', ',.0f')} "
-            f"({100 * frac:.0f} % of the run)" if np.isfinite(frac) else "no bend of the loss found")
-    onset = (f"at step {num('structure_onset', ',.0f')}, {where}" if np.isfinite(float(r.get("structure_onset", _NAN)))
-             else "not found")
+    onset, start, frac = val("structure_onset"), val("bend_start"), val("drop_window_frac")
+    drop = (f"{num('bend_nats', '.3f')} nats over steps {num('bend_start', ',.0f')}–{num('bend_end', ',.0f')} "
+            f"({100 * frac:.1f} % of the run)" if not math.isnan(frac) else "no bend of the loss found")
+    if math.isnan(onset):
+        where = "not found"
+    elif math.isnan(start):
+        where = f"at step {onset:,.0f}; no loss bend to compare it with"
+    else:
+        lead = start - onset
+        where = f"at step {onset:,.0f}, " + (f"{abs(lead):,.0f} steps {'before' if lead > 0 else 'after'} the start "
+                                             f"of the loss bend" if lead else "at the start of the loss bend")
     lines = [
-        f"{'✓' if ok('drop_ok') else '✗'} loss drop: {drop}; needs ≥ {DROP_MIN_NATS} nats within "
-        f"≤ {100 * DROP_MAX_FRAC:.0f} % of the run",
-        f"{'✓' if ok('uas_ok') else '✗'} SAS: {num('uas_before', '.3f')} before the transition, "
-        f"{num('uas_after', '.3f')} after the drop; needs ≤ {UAS_BEFORE_MAX:.2f} before and ≥ {UAS_AFTER_MIN:.2f} after",
-        f"{'✓' if ok('beats_offset') else '✗'} final SAS {num('uas_final', '.3f')} against the best fixed-offset "
-        f"baseline {num('offset_best', '.3f')}; needs to be above it",
-        f"{'✓' if ok('onset_ok') else '✗'} structure onset ▲ {onset}; "
-        f"needs to be within one evaluation interval ({num('eval_interval', ',.0f')} steps)",
-        f"{'✓' if ok('blimp_ok') else '✗'} BLiMP: {num('blimp_at_onset', '.3f')} at ▲, {num('blimp_final', '.3f')} "
-        f"at the end; needs to rise",
+        f"{mark('drop_ok')} loss drop: {drop}; needs ≥ {DROP_MIN_NATS} nats within ≤ {100 * DROP_MAX_FRAC:.0f} % of "
+        f"the run",
+        f"{mark('uas_ok')} SAS: {num('uas_before', '.4f')} before the transition, peak {num('uas_after', '.4f')} "
+        f"after the drop; needs ≤ {UAS_BEFORE_MAX:.2f} before and ≥ {UAS_AFTER_MIN:.2f} after",
+        f"{mark('beats_offset')} final SAS {num('uas_final', '.4f')} against the best fixed-offset baseline "
+        f"{num('offset_best', '.4f')}; needs to be above it",
+        f"{mark('onset_ok')} structure onset ▲ {where}; needs to be within one evaluation interval "
+        f"({num('eval_interval', ',.0f')} steps) of it",
+        f"{mark('blimp_ok')} BLiMP: {num('blimp_at_onset', '.3f')} at ▲, {num('blimp_final', '.3f')} at the end; "
+        f"needs to rise",
     ]
-    held = sum(ok(c) for c in CRITERIA)
-    head = f"{held} of {len(CRITERIA)} criteria hold" + (": the transition, by every criterion" if held == len(CRITERIA)
-                                                         else "")
+    held = sum(line.startswith("✓") for line in lines)
+    head = f"{held} of {len(CRITERIA)} criteria hold" + (": the transition, by every criterion"
+                                                         if held == len(CRITERIA) else "")
     return "\n".join([head, *lines])
 
 

@@ -605,11 +605,30 @@ def test_criteria_in_words_marks_each_verdict_with_its_readings_and_threshold():
     assert len(lines) == len(CRITERIA)
     assert [line[0] for line in lines] == ["✓" if rep[c] else "✗" for c in CRITERIA] == ["✓"] * 4 + ["✗"]  # no BLiMP
     assert head == "4 of 5 criteria hold"
-    assert f"{rep['bend_nats']:.2f} nats" in lines[0] and "≥ 0.5 nats within ≤ 20 %" in lines[0]
-    assert f"{rep['uas_before']:.3f} before" in lines[1] and "≤ 0.15 before and ≥ 0.30 after" in lines[1]
-    assert "0.300" in lines[2] and "n/a at ▲" in lines[4]
-    # a row of report_table (a Series) with a verdict left NaN, as for a run too short to judge, reads as failing
-    row = pd.Series({**rep, "blimp_ok": float("nan"), "drop_ok": True})
-    assert criteria_in_words(row).split("\n")[5].startswith("✗")
+    assert f"{rep['bend_nats']:.3f} nats" in lines[0] and "≥ 0.5 nats within ≤ 20 %" in lines[0]
+    assert f"{rep['uas_before']:.4f} before" in lines[1] and "≤ 0.15 before and ≥ 0.30 after" in lines[1]
+    assert "0.3000" in lines[2] and "n/a at ▲" in lines[4]
+    lead = rep["bend_start"] - rep["structure_onset"]
+    assert (f"{abs(lead):,.0f} steps {'before' if lead > 0 else 'after'}" if lead else "at the start") in lines[3]
+
+
+def test_criteria_in_words_reads_missing_verdicts_as_failing_and_says_what_was_not_found():
+    from sasutils.onsets import criteria_in_words
+
+    rep = {"drop_ok": True, "uas_ok": True, "beats_offset": True, "onset_ok": True, "blimp_ok": True,
+           "bend_nats": 0.6, "bend_start": 1250.0, "bend_end": 1875.0, "drop_window_frac": 0.125,
+           "structure_onset": 1000.0, "eval_interval": 250.0, "uas_before": 0.1504, "uas_after": 0.33}
+    text = criteria_in_words(rep)
+    assert text.startswith("5 of 5 criteria hold: the transition")
+    assert "250 steps before the start of the loss bend" in text and "0.1504 before" in text  # not printed as 0.150
+    # verdicts without a value, as report_table or a nullable dtype leaves them, read as failing
+    for missing in (float("nan"), np.float32("nan"), None, pd.NA):
+        assert criteria_in_words(pd.Series({**rep, "blimp_ok": missing})).startswith("4 of 5")
+    no_bend = {**rep, "bend_start": float("nan"), "bend_end": float("nan"), "drop_window_frac": float("nan"),
+               "bend_nats": None}
+    assert "no bend of the loss found" in criteria_in_words(no_bend)
+    assert "at step 1,000; no loss bend to compare it with" in criteria_in_words(no_bend)
+    assert "▲ not found" in criteria_in_words({**rep, "structure_onset": None})
+    assert criteria_in_words({"run": "r", "error": "too short: 3 evaluations"}) == "not judged: too short: 3 evaluations"
     with pytest.raises(ValueError, match="onset_ok"):
         criteria_in_words({k: v for k, v in rep.items() if k != "onset_ok"})
