@@ -176,9 +176,8 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
                 if rc is None:
                     continue
                 log.close()
-                err = _last_line(runs_root / f"{names[i]}.log", rc) if rc != 0 else ""
-                status[i] = ("done" if rc == 0 else "failed", time.time() - start, err)
-                print(f"[{time.time() - t0:6.0f}s] {names[i]}: {status[i][0]} in {status[i][1]:.0f}s {err}",
+                status[i] = _ended(rc, names[i], cfgs[i], runs_root, time.time() - start)
+                print(f"[{time.time() - t0:6.0f}s] {names[i]}: {status[i][0]} in {status[i][1]:.0f}s {status[i][2]}",
                       flush=True)
                 del running[i]
             time.sleep(poll)
@@ -196,6 +195,16 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
             status[i] = _stopped(rc, names[i], cfgs[i], runs_root, time.time() - start)
         table = _write_status(status, names, runs_root)
     return table
+
+
+def _ended(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tuple[str, float, str]:
+    """Status of a worker that exited by itself: done only if its run reached its last step (a worker stopped from
+    outside, e.g. SIGTERM to it alone, also exits 0, with its state saved), else stopped or failed."""
+    if rc != 0:
+        return "failed", seconds, _last_line(runs_root / f"{name}.log", rc)
+    if _last_step(runs_root / name) >= cfg["steps"]:
+        return "done", seconds, ""
+    return "stopped", seconds, f"stopped before the end; state at step {T.state_step(runs_root / name)}"
 
 
 def _stopped(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tuple[str, float, str]:

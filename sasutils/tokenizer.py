@@ -71,18 +71,34 @@ def _wrap(backend) -> BertTokenizerFast:
 
 
 def cached_wordpiece(texts_fn, vocab_size: int, cache_path: Path) -> BertTokenizerFast:
-    """Load the tokenizer at ``cache_path`` or train it on ``texts_fn()`` and save it there."""
-    if (cache_path / "tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(cache_path)
-    save_atomic(train_wordpiece(texts_fn(), vocab_size), cache_path)
+    """Load the tokenizer at ``cache_path``, or train it on ``texts_fn()`` and save it there.
+
+    Runs started at once on an empty cache (a sweep's workers) each train one, and two trainings can choose
+    different pieces (see :func:`train_wordpiece`): the first to save wins, and every run, its own training
+    discarded, uses the cached tokenizer, so the runs and the packed data cached beside it share one vocabulary.
+    """
+    cache_path = Path(cache_path)
+    if not (cache_path / "tokenizer.json").exists():
+        save_atomic(train_wordpiece(texts_fn(), vocab_size), cache_path, replace=False)
+    if not (cache_path / "tokenizer.json").exists():
+        raise FileNotFoundError(f"{cache_path} exists but holds no tokenizer.json (an interrupted copy?): delete it "
+                                "so that the tokenizer is trained again")
     return AutoTokenizer.from_pretrained(cache_path)
 
 
-def save_atomic(tokenizer, path: Path) -> None:
-    """``save_pretrained`` into a temporary folder, then rename: a killed save leaves no half folder."""
+def save_atomic(tokenizer, path: Path, replace: bool = True) -> None:
+    """``save_pretrained`` into a temporary folder of this process, then rename: a killed save leaves no half
+    folder, and processes saving at once do not write into each other's. ``replace=False``: if ``path`` exists by
+    then (another process saved first), keep it and discard this copy."""
     path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    os.rename(tmp, path)
+    if replace:
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.rename(tmp, path)  # atomic; onto an existing non-empty folder it fails
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if replace or not path.exists():
+            raise

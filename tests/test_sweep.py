@@ -100,6 +100,20 @@ def test_status_of_a_stopped_worker_follows_its_exit(tmp_path):
     assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")  # finished just before the deadline
 
 
+def test_a_worker_that_exits_by_itself_is_done_only_at_its_last_step(tmp_path):
+    """A worker stopped from outside (SIGTERM to it alone) saves its state and exits 0, as a finished one does."""
+    cfg = T.make_config(**TINY)
+    name = T.run_name(cfg)
+    (tmp_path / name).mkdir()
+    (tmp_path / f"{name}.log").write_text("loading\nValueError: boom\n")
+    rows = tmp_path / name / "metrics.jsonl"
+    rows.write_text(json.dumps({"step": 10, "eval_loss": 6.0}) + "\n")
+    assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "stopped before the end; state at step None")
+    assert sweep._ended(1, name, cfg, tmp_path, 5.0) == ("failed", 5.0, "ValueError: boom")
+    rows.write_text(rows.read_text() + json.dumps({"step": cfg["steps"], "eval_loss": 5.0}) + "\n")
+    assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")
+
+
 def test_status_table_drops_runs_an_edited_plan_never_started(tmp_path):
     pd.DataFrame([{"run": "old_done", "status": "done", "seconds": 5.0, "error": ""},
                   {"run": "dropped", "status": "not started", "seconds": 0.0, "error": ""},

@@ -50,3 +50,31 @@ def test_canonical_ids_tokenize_like_the_trainer(ewt_dev, raw_tokenizer):
         text = " ".join(s.words)
         assert canon.tokenize(text) == raw_tokenizer.tokenize(text)
         assert canon.convert_ids_to_tokens(canon(text)["input_ids"]) == ["[CLS]", *raw_tokenizer.tokenize(text), "[SEP]"]
+
+
+def test_runs_training_at_once_on_an_empty_cache_all_use_the_first_saved_tokenizer(ewt_dev, tmp_path, monkeypatch):
+    """Two trainings can choose different pieces: a run whose training lost the race to the cache uses the cached
+    tokenizer, not its own, so the runs and the packed data share one vocabulary."""
+    import sasutils.tokenizer as tk
+
+    texts = [" ".join(s.words) for s in ewt_dev[:500]]
+    first = train_wordpiece(texts[:250], vocab_size=300)  # what "another process" saves first
+    mine = train_wordpiece(texts, vocab_size=400)
+    assert first.get_vocab() != mine.get_vocab()
+    cache = tmp_path / "tok"
+
+    def racing_train(texts, vocab_size):  # the other process saves while this one trains
+        tk.save_atomic(first, cache)
+        return mine
+
+    monkeypatch.setattr(tk, "train_wordpiece", racing_train)
+    got = tk.cached_wordpiece(lambda: iter(texts), 400, cache)
+    assert got.get_vocab() == first.get_vocab()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # the losing copy is cleaned up
+    # with no race it trains, saves and returns its own
+    monkeypatch.setattr(tk, "train_wordpiece", lambda texts, vocab_size: mine)
+    assert tk.cached_wordpiece(lambda: iter(texts), 400, tmp_path / "tok2").get_vocab() == mine.get_vocab()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x").write_text("")
+    with pytest.raises(FileNotFoundError, match="junk"):
+        tk.cached_wordpiece(lambda: iter(texts), 400, tmp_path / "junk")
