@@ -86,7 +86,9 @@ def test_the_same_run_twice_in_a_plan_is_refused(tmp_path):
     assert not list((tmp_path / "runs").glob("*/"))
 
 
-def test_status_of_a_stopped_worker_follows_its_exit(tmp_path):
+def test_status_of_a_worker_follows_its_exit_and_its_last_step(tmp_path):
+    """Stopped at the deadline (``_stopped``) or exited by itself (``_ended``: a worker sent SIGTERM alone also saves
+    its state and exits 0), a run is done only if it reached its last step."""
     cfg = T.make_config(**TINY)
     name = T.run_name(cfg)
     (tmp_path / name).mkdir()
@@ -95,22 +97,11 @@ def test_status_of_a_stopped_worker_follows_its_exit(tmp_path):
     rows.write_text(json.dumps({"step": 10, "eval_loss": 6.0}) + "\n")
     assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "deadline; state at step None")
     assert sweep._stopped(-9, name, cfg, tmp_path, 5.0)[2].startswith("deadline; killed after the grace period")
-    assert sweep._stopped(1, name, cfg, tmp_path, 5.0) == ("failed", 5.0, "ValueError: boom")
+    assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "stopped before the end; state at step None")
+    for status in (sweep._stopped, sweep._ended):
+        assert status(1, name, cfg, tmp_path, 5.0) == ("failed", 5.0, "ValueError: boom")
     rows.write_text(rows.read_text() + json.dumps({"step": cfg["steps"], "eval_loss": 5.0}) + "\n")
     assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")  # finished just before the deadline
-
-
-def test_a_worker_that_exits_by_itself_is_done_only_at_its_last_step(tmp_path):
-    """A worker stopped from outside (SIGTERM to it alone) saves its state and exits 0, as a finished one does."""
-    cfg = T.make_config(**TINY)
-    name = T.run_name(cfg)
-    (tmp_path / name).mkdir()
-    (tmp_path / f"{name}.log").write_text("loading\nValueError: boom\n")
-    rows = tmp_path / name / "metrics.jsonl"
-    rows.write_text(json.dumps({"step": 10, "eval_loss": 6.0}) + "\n")
-    assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "stopped before the end; state at step None")
-    assert sweep._ended(1, name, cfg, tmp_path, 5.0) == ("failed", 5.0, "ValueError: boom")
-    rows.write_text(rows.read_text() + json.dumps({"step": cfg["steps"], "eval_loss": 5.0}) + "\n")
     assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")
 
 
