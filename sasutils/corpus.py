@@ -19,6 +19,7 @@ Pipeline (each stage cached under ``$SASUTILS_CACHE``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ MIN_WORDS, MAX_WORDS = 3, 64  # sentences outside this range are skipped (and co
 _FORMAT_VERSION = 1
 # "c1": token ids in sasutils.tokenizer.canonical_vocab order (caches built before it numbered ties by chance)
 _TOKENIZER_FORMAT = "c1"
+
+
+def vocab_signature(tokenizer) -> str:
+    """A short hash of a tokenizer's pieces in id order: packed rows are read only with the tokenizer they were
+    packed with (two trainings can pick different pieces, and a piece's id is its place in sorted order)."""
+    vocab = tokenizer.get_vocab()
+    return hashlib.sha256("\n".join(sorted(vocab, key=vocab.get)).encode()).hexdigest()[:16]
 
 
 class CorpusError(ValueError):
@@ -326,15 +334,18 @@ def load_corpus(source: str, n_sentences: int, vocab_size: int, seq_len: int, ev
     tok = cached_wordpiece(lambda: iter(train_df["text"].tolist()), vocab_size,
                            paths.cache_dir("tokenizers") / key)
     pk = paths.cache_dir("packed") / f"{key}_T{seq_len}_e{eval_sentences}_f{_FORMAT_VERSION}.npz"
-    if pk.exists():
-        z = np.load(pk)
+    sig = vocab_signature(tok)
+    z = np.load(pk) if pk.exists() else None
+    if z is not None and "vocab_sig" in z and str(z["vocab_sig"]) == sig:
         train = Packed(z["train_ids"], z["train_par"], int(z["train_trunc"]))
         ev = Packed(z["eval_ids"], z["eval_par"], int(z["eval_trunc"]))
-    else:
+    else:  # none yet, or packed with another tokenizer (a retrained cache, or one written before the signature)
+        if z is not None:
+            print(f"{pk.name}: packed with another tokenizer than {key}'s; packing again")
         train, ev = pack(train_df, tok, seq_len, progress), pack(eval_df, tok, seq_len)
         tmp = pk.with_name(f"{pk.stem}.{os.getpid()}.tmp.npz")  # per process: parallel runs may pack at once
         np.savez(tmp, train_ids=train.input_ids, train_par=train.parents, train_trunc=train.truncated,
-                 eval_ids=ev.input_ids, eval_par=ev.parents, eval_trunc=ev.truncated)
+                 eval_ids=ev.input_ids, eval_par=ev.parents, eval_trunc=ev.truncated, vocab_sig=np.array(sig))
         tmp.replace(pk)
     notes = [f"{len(df)} sentences ({df.attrs.get('skipped', 0)} skipped outside {MIN_WORDS}..{MAX_WORDS} words), "
              f"{len(train)} train / {len(ev)} eval sequences of {seq_len}"]

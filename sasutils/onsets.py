@@ -983,10 +983,11 @@ def criteria_in_words(report: Any) -> str:
     """One run's small-regime verdicts as lines of text: each criterion of :func:`transition_report` with ✓ or ✗,
     the readings it rests on and the threshold it needs, after a first line that counts the criteria that hold.
 
-    ``report``: a dict (or a row of :func:`report_table`) with :func:`transition_report`'s keys. A reading the
-    run's log did not have is shown as "n/a" and a verdict that is missing its value (NaN, None, ``pd.NA``) as
-    failing, as the report counts it; a row that :func:`report_table` could not judge (its ``error``) says so.
-    Readings are printed with one more digit than their threshold, so a reading just over it does not print as it.
+    ``report``: a dict (or a row of :func:`report_table`, also as read back from a CSV) with
+    :func:`transition_report`'s keys. A reading the run's log did not have is shown as "n/a" and a verdict without a
+    value (NaN, None, ``pd.NA``, "") as failing, as the report counts it; a row that :func:`report_table` could not
+    judge (its ``error``) says so. A reading is printed with as many digits as it takes to tell it from the threshold
+    or reading it is compared with.
     """
     r = dict(report)
     error = r.get("error")
@@ -1003,21 +1004,28 @@ def criteria_in_words(report: Any) -> str:
             return _NAN
         return v if np.isfinite(v) else _NAN
 
-    def num(key: str, fmt: str) -> str:
-        v = val(key)
-        return "n/a" if math.isnan(v) else format(v, fmt)
+    def num(v: float, digits: int, against: float = _NAN) -> str:
+        if math.isnan(v):
+            return "n/a"
+        while digits < 8 and v != against and round(v, digits) == round(against, digits):
+            digits += 1  # a reading just over its threshold must not print as the threshold
+        return f"{v:,.{digits}f}"
 
     def mark(c: str) -> str:
         v = r[c]
-        try:
-            held = v is not None and not bool(v != v) and bool(v)  # v != v: NaN of any float type
-        except TypeError:  # pd.NA: no truth value
-            held = False
+        if isinstance(v, str):  # a CSV read back as text
+            held = v.strip().lower() == "true"
+        else:
+            try:
+                held = v is not None and not bool(v != v) and bool(v)  # v != v: NaN of any float type
+            except TypeError:  # pd.NA: no truth value
+                held = False
         return "✓" if held else "✗"
 
     onset, start, frac = val("structure_onset"), val("bend_start"), val("drop_window_frac")
-    drop = (f"{num('bend_nats', '.3f')} nats over steps {num('bend_start', ',.0f')}–{num('bend_end', ',.0f')} "
-            f"({100 * frac:.1f} % of the run)" if not math.isnan(frac) else "no bend of the loss found")
+    drop = (f"{num(val('bend_nats'), 2, DROP_MIN_NATS)} nats over steps {num(start, 0)}–{num(val('bend_end'), 0)} "
+            f"({num(100 * frac, 1, 100 * DROP_MAX_FRAC)} % of the run)" if not math.isnan(frac)
+            else "no bend of the loss found")
     if math.isnan(onset):
         where = "not found"
     elif math.isnan(start):
@@ -1026,17 +1034,19 @@ def criteria_in_words(report: Any) -> str:
         lead = start - onset
         where = f"at step {onset:,.0f}, " + (f"{abs(lead):,.0f} steps {'before' if lead > 0 else 'after'} the start "
                                              f"of the loss bend" if lead else "at the start of the loss bend")
+    final, offset = val("uas_final"), val("offset_best")
     lines = [
-        f"{mark('drop_ok')} loss drop: {drop}; needs ≥ {DROP_MIN_NATS} nats within ≤ {100 * DROP_MAX_FRAC:.0f} % of "
+        f"{mark('drop_ok')} loss drop: {drop}; needs ≥ {DROP_MIN_NATS:g} nats within ≤ {100 * DROP_MAX_FRAC:g} % of "
         f"the run",
-        f"{mark('uas_ok')} SAS: {num('uas_before', '.4f')} before the transition, peak {num('uas_after', '.4f')} "
-        f"after the drop; needs ≤ {UAS_BEFORE_MAX:.2f} before and ≥ {UAS_AFTER_MIN:.2f} after",
-        f"{mark('beats_offset')} final SAS {num('uas_final', '.4f')} against the best fixed-offset baseline "
-        f"{num('offset_best', '.4f')}; needs to be above it",
+        f"{mark('uas_ok')} SAS: {num(val('uas_before'), 3, UAS_BEFORE_MAX)} before the transition, peak "
+        f"{num(val('uas_after'), 3, UAS_AFTER_MIN)} after the drop; needs ≤ {UAS_BEFORE_MAX:g} before and "
+        f"≥ {UAS_AFTER_MIN:g} after",
+        f"{mark('beats_offset')} final SAS {num(final, 3, offset)} against the best fixed-offset baseline "
+        f"{num(offset, 3, final)}; needs to be above it",
         f"{mark('onset_ok')} structure onset ▲ {where}; needs to be within one evaluation interval "
-        f"({num('eval_interval', ',.0f')} steps) of it",
-        f"{mark('blimp_ok')} BLiMP: {num('blimp_at_onset', '.3f')} at ▲, {num('blimp_final', '.3f')} at the end; "
-        f"needs to rise",
+        f"({num(val('eval_interval'), 0)} steps) of it",
+        f"{mark('blimp_ok')} BLiMP: {num(val('blimp_at_onset'), 3, val('blimp_final'))} at ▲, "
+        f"{num(val('blimp_final'), 3, val('blimp_at_onset'))} at the end; needs to rise",
     ]
     held = sum(line.startswith("✓") for line in lines)
     head = f"{held} of {len(CRITERIA)} criteria hold" + (": the transition, by every criterion"

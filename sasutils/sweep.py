@@ -199,23 +199,32 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
 
 def _ended(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tuple[str, float, str]:
     """Status of a worker that exited by itself: done only if its run reached its last step (a worker stopped from
-    outside, e.g. SIGTERM to it alone, also exits 0, with its state saved), else stopped or failed."""
-    if rc != 0:
+    outside, e.g. SIGTERM to it alone, also exits 0, with its state saved), stopped if a signal killed it, else
+    failed."""
+    if rc > 0:
         return "failed", seconds, _last_line(runs_root / f"{name}.log", rc)
-    if _last_step(runs_root / name) >= cfg["steps"]:
+    try:
+        done, at = _last_step(runs_root / name) >= cfg["steps"], T.state_step(runs_root / name)
+    except Exception as e:  # an unreadable run folder must not stop the sweep's bookkeeping
+        return "failed", seconds, f"exit status {rc}; run folder unreadable: {type(e).__name__}: {e}"
+    if rc == 0 and done:
         return "done", seconds, ""
-    return "stopped", seconds, f"stopped before the end; state at step {T.state_step(runs_root / name)}"
+    how = "stopped before the end" if rc == 0 else f"killed by {signal.Signals(-rc).name}"
+    return "stopped", seconds, f"{how}; state at step {at}"
 
 
 def _stopped(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tuple[str, float, str]:
-    """Status of a run whose worker was sent SIGTERM: it finished meanwhile, stopped with its state
-    saved, was killed after the grace period (state at its last save), or failed."""
+    """Status of a run whose worker was sent SIGTERM (the deadline, or an interrupt of the sweep): it finished
+    meanwhile, stopped with its state saved, was killed after the grace period (state at its last save), or failed."""
     run_dir = runs_root / name
+    try:
+        done, at = _last_step(run_dir) >= cfg["steps"], T.state_step(run_dir)
+    except Exception as e:  # as in _ended
+        return "failed", seconds, f"exit status {rc}; run folder unreadable: {type(e).__name__}: {e}"
     if rc == 0:
-        done = _last_step(run_dir) >= cfg["steps"]
-        return ("done", seconds, "") if done else ("stopped", seconds, f"deadline; state at step {T.state_step(run_dir)}")
+        return ("done", seconds, "") if done else ("stopped", seconds, f"deadline; state at step {at}")
     if rc in (-signal.SIGKILL, -signal.SIGTERM):
-        return "stopped", seconds, f"deadline; killed after the grace period, state at step {T.state_step(run_dir)}"
+        return "stopped", seconds, f"deadline; killed after the grace period, state at step {at}"
     return "failed", seconds, _last_line(runs_root / f"{name}.log", rc)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -75,30 +76,40 @@ def cached_wordpiece(texts_fn, vocab_size: int, cache_path: Path) -> BertTokeniz
 
     Runs started at once on an empty cache (a sweep's workers) each train one, and two trainings can choose
     different pieces (see :func:`train_wordpiece`): the first to save wins, and every run, its own training
-    discarded, uses the cached tokenizer, so the runs and the packed data cached beside it share one vocabulary.
+    discarded, uses the cached tokenizer. Packed rows cached beside it carry its signature
+    (:func:`sasutils.corpus.vocab_signature`) and are packed again if it changes.
     """
     cache_path = Path(cache_path)
+
+    def junk() -> bool:  # a folder without tokenizer.json (an interrupted copy): not to be trained over silently
+        return cache_path.is_dir() and not (cache_path / "tokenizer.json").exists() and any(cache_path.iterdir())
+
+    if junk():
+        raise FileNotFoundError(f"{cache_path} holds no tokenizer.json (an interrupted copy?): delete it so that the "
+                                "tokenizer is trained again")
     if not (cache_path / "tokenizer.json").exists():
         save_atomic(train_wordpiece(texts_fn(), vocab_size), cache_path, replace=False)
     if not (cache_path / "tokenizer.json").exists():
-        raise FileNotFoundError(f"{cache_path} exists but holds no tokenizer.json (an interrupted copy?): delete it "
-                                "so that the tokenizer is trained again")
+        raise FileNotFoundError(f"{cache_path} holds no tokenizer.json after saving: delete it and try again")
     return AutoTokenizer.from_pretrained(cache_path)
 
 
 def save_atomic(tokenizer, path: Path, replace: bool = True) -> None:
-    """``save_pretrained`` into a temporary folder of this process, then rename: a killed save leaves no half
-    folder, and processes saving at once do not write into each other's. ``replace=False``: if ``path`` exists by
-    then (another process saved first), keep it and discard this copy."""
+    """``save_pretrained`` into a temporary folder of its own beside ``path``, then rename: a killed save leaves no
+    half folder, and processes saving at once do not write into each other's. ``replace=False``: if ``path`` exists
+    by then (another process saved first), keep it and discard this copy (on Windows an existing empty folder at
+    ``path`` is kept too, and :func:`cached_wordpiece` then asks for it to be deleted)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save_pretrained(tmp)
-    if replace:
-        shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
-        os.rename(tmp, path)  # atomic; onto an existing non-empty folder it fails
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if replace or not path.exists():
-            raise
+        tokenizer.save_pretrained(tmp)
+        if replace:
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.rename(tmp, path)  # atomic; onto an existing non-empty folder it fails
+        except OSError:
+            if replace or not path.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing left after a rename; the discarded copy otherwise

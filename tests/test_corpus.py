@@ -67,3 +67,41 @@ def test_corpus_sources(tmp_path):
     (tmp_path / "wikipedia_en_2015_sample" / "AA").mkdir(parents=True)
     with pytest.raises(CorpusError, match="no wiki_"):
         next(paragraphs("wikipedia", tmp_path))
+
+
+def test_packed_rows_are_read_only_with_the_tokenizer_they_were_packed_with(tmp_path, monkeypatch):
+    """A packed file whose tokenizer was replaced (retrained: other pieces, other ids) or that carries no signature
+    (written before it) is packed again, so rows are never read with ids of another vocabulary."""
+    import numpy as np
+
+    from sasutils import corpus as C, paths
+    from sasutils.tokenizer import save_atomic, train_wordpiece
+
+    real = paths.cache_dir
+
+    def cache_dir(sub=""):  # tokenizers and packed rows in tmp_path; the parse is shared with the other tests
+        if sub == "parses":
+            return real(sub)
+        (tmp_path / sub).mkdir(exist_ok=True)
+        return tmp_path / sub
+
+    monkeypatch.setattr(C.paths, "cache_dir", cache_dir)
+    kw = dict(source="wikipedia", n_sentences=3000, vocab_size=1000, seq_len=32, eval_sentences=300, progress=False)
+    first = C.load_corpus(**kw)
+    (pk,) = (tmp_path / "packed").glob("*.npz")
+    assert str(np.load(pk)["vocab_sig"]) == C.vocab_signature(first.tokenizer)
+    assert C.load_corpus(**kw).train.input_ids.tobytes() == first.train.input_ids.tobytes()  # read back, same rows
+    # the cached tokenizer replaced by another training (other pieces): the rows are packed again with it
+    (tok_dir,) = (tmp_path / "tokenizers").iterdir()
+    other = train_wordpiece(first.tokenizer.batch_decode(first.train.input_ids[:300], skip_special_tokens=True), 1000)
+    save_atomic(other, tok_dir)
+    second = C.load_corpus(**kw)
+    assert second.tokenizer.get_vocab() == other.get_vocab() != first.tokenizer.get_vocab()
+    assert str(np.load(pk)["vocab_sig"]) == C.vocab_signature(other)
+    assert second.train.input_ids.tobytes() != first.train.input_ids.tobytes()  # the ids of the new pieces
+    # a file written before the signature existed is packed again too
+    z = dict(np.load(pk))
+    del z["vocab_sig"]
+    np.savez(pk, **z)
+    C.load_corpus(**kw)
+    assert str(np.load(pk)["vocab_sig"]) == C.vocab_signature(other)

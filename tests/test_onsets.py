@@ -605,9 +605,9 @@ def test_criteria_in_words_marks_each_verdict_with_its_readings_and_threshold():
     assert len(lines) == len(CRITERIA)
     assert [line[0] for line in lines] == ["✓" if rep[c] else "✗" for c in CRITERIA] == ["✓"] * 4 + ["✗"]  # no BLiMP
     assert head == "4 of 5 criteria hold"
-    assert f"{rep['bend_nats']:.3f} nats" in lines[0] and "≥ 0.5 nats within ≤ 20 %" in lines[0]
-    assert f"{rep['uas_before']:.4f} before" in lines[1] and "≤ 0.15 before and ≥ 0.30 after" in lines[1]
-    assert "0.3000" in lines[2] and "n/a at ▲" in lines[4]
+    assert f"{rep['bend_nats']:.2f} nats" in lines[0] and "≥ 0.5 nats within ≤ 20 %" in lines[0]
+    assert f"{rep['uas_before']:.3f} before" in lines[1] and "≤ 0.15 before and ≥ 0.3 after" in lines[1]
+    assert "baseline 0.300" in lines[2] and "n/a at ▲" in lines[4]
     lead = rep["bend_start"] - rep["structure_onset"]
     assert (f"{abs(lead):,.0f} steps {'before' if lead > 0 else 'after'}" if lead else "at the start") in lines[3]
 
@@ -621,6 +621,10 @@ def test_criteria_in_words_reads_missing_verdicts_as_failing_and_says_what_was_n
     text = criteria_in_words(rep)
     assert text.startswith("5 of 5 criteria hold: the transition")
     assert "250 steps before the start of the loss bend" in text and "0.1504 before" in text  # not printed as 0.150
+    assert "0.15004 before" in criteria_in_words({**rep, "uas_before": 0.15004})
+    assert "(20.04 % of the run)" in criteria_in_words({**rep, "drop_window_frac": 0.2004})
+    # verdicts read back from a CSV as text
+    assert criteria_in_words({**rep, "drop_ok": "False", "blimp_ok": "True"}).startswith("4 of 5")
     # verdicts without a value, as report_table or a nullable dtype leaves them, read as failing
     for missing in (float("nan"), np.float32("nan"), None, pd.NA):
         assert criteria_in_words(pd.Series({**rep, "blimp_ok": missing})).startswith("4 of 5")

@@ -4,6 +4,7 @@ runs still going and keeps their logs; a second sweep skips finished runs and ke
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -100,9 +101,22 @@ def test_status_of_a_worker_follows_its_exit_and_its_last_step(tmp_path):
     assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "stopped before the end; state at step None")
     for status in (sweep._stopped, sweep._ended):
         assert status(1, name, cfg, tmp_path, 5.0) == ("failed", 5.0, "ValueError: boom")
+    assert sweep._ended(-15, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "killed by SIGTERM; state at step None")
     rows.write_text(rows.read_text() + json.dumps({"step": cfg["steps"], "eval_loss": 5.0}) + "\n")
     assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")  # finished just before the deadline
     assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")
+    (tmp_path / name / "state.pt").write_text("garbage")  # unreadable: reported, not raised into the sweep
+    for status in (sweep._stopped, sweep._ended):
+        assert status(0, name, cfg, tmp_path, 5.0)[0] == "failed"
+        assert "run folder unreadable" in status(0, name, cfg, tmp_path, 5.0)[2]
+
+
+def test_run_plan_reports_a_worker_that_exits_early_as_stopped(tmp_path, monkeypatch):
+    """The sweep judges a worker that exits 0 by its run, not by its exit status (here it trains nothing)."""
+    real = sweep.subprocess.Popen
+    monkeypatch.setattr(sweep.subprocess, "Popen", lambda args, **kw: real([sys.executable, "-c", "pass"], **kw))
+    table = sweep.run_plan([TINY], tmp_path / "runs", workers=1, poll=0.05)
+    assert table.status.tolist() == ["stopped"] and table.error[0].startswith("stopped before the end")
 
 
 def test_status_table_drops_runs_an_edited_plan_never_started(tmp_path):

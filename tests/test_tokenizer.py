@@ -76,5 +76,7 @@ def test_runs_training_at_once_on_an_empty_cache_all_use_the_first_saved_tokeniz
     assert tk.cached_wordpiece(lambda: iter(texts), 400, tmp_path / "tok2").get_vocab() == mine.get_vocab()
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "x").write_text("")
-    with pytest.raises(FileNotFoundError, match="junk"):
+    monkeypatch.setattr(tk, "train_wordpiece", lambda texts, vocab_size: pytest.fail("trained over junk"))
+    with pytest.raises(FileNotFoundError, match="junk"):  # before any training
         tk.cached_wordpiece(lambda: iter(texts), 400, tmp_path / "junk")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary folder left anywhere
