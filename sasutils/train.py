@@ -534,6 +534,7 @@ def train(
                 print(f"stopped {run_dir.name} at step {step}; state.pt saved", flush=True)
             break
         # ---- evaluation, callbacks, checkpoint (at step s, before the update of step s)
+        row = None
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
             row = {"step": step, "train_loss": last_loss, "lam": lam_at(cfg, step),
                    "lr": lr_at(cfg, step) if step < cfg["steps"] else 0.0,
@@ -542,12 +543,13 @@ def train(
                 if step % every == 0 or step == cfg["steps"]:
                     row.update(fn(model, step))
             row["wall"] = time.time() - t0
+        if step in ckpts:  # before the step's row: a logged last step means its checkpoint and state are saved
+            save_checkpoint(model, tok, run_dir, step)
+            _save_state(run_dir, model, opt, step, time.time() - t0, last_loss)
+        if row is not None:
             with open(run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("eval_loss", "sas_uas", "blimp_mean") if k in row})
-        if step in ckpts:
-            save_checkpoint(model, tok, run_dir, step)
-            _save_state(run_dir, model, opt, step, time.time() - t0, last_loss)
         if step == cfg["steps"]:
             break
 

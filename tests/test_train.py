@@ -255,3 +255,33 @@ def test_unigram_bias_starts_training_at_the_unigram_loss():
         loss_uni = model_lib.masked_lm_loss(uni.eval(), x, torch.ones_like(x), labels)[0].item()
     assert abs(loss_plain - np.log(V)) < 0.1  # BERT's zero bias: near-uniform predictions
     assert abs(loss_uni - entropy) < 0.15 < np.log(V) - entropy  # the unigram loss (up to smoothing and W h)
+
+
+def test_a_run_killed_while_saving_its_last_checkpoint_is_not_taken_as_finished(small_tokenizer, tmp_path, monkeypatch):
+    """The last step's log row is written after its checkpoint and state: a run whose last row is logged has them,
+    and one that died before is resumed, not skipped as finished."""
+    from sasutils import experiments
+    from sasutils.corpus import CorpusData, Packed
+
+    g = np.random.default_rng(0)
+    ids = g.integers(10, len(small_tokenizer), (32, 16)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = small_tokenizer.cls_token_id, small_tokenizer.sep_token_id
+    par = np.full((32, 16), -1, np.int16)
+    data = CorpusData(small_tokenizer, Packed(ids, par), Packed(ids[:16], par[:16]), 80, [])
+    cfg = T.make_config("cpu-tiny", steps=4, warmup=1, batch_size=16, seq_len=16, hidden_size=32, intermediate_size=64,
+                        eval_every=2, checkpoint_every=2, checkpoint_log_steps=(), eval_batches=1)
+    real = T.save_checkpoint
+
+    def dies_at_the_end(model, tok, run_dir, step):
+        if step == cfg["steps"]:
+            raise KeyboardInterrupt("killed while saving the last checkpoint")
+        return real(model, tok, run_dir, step)
+
+    monkeypatch.setattr(T, "save_checkpoint", dies_at_the_end)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, tmp_path / "r", data=data, progress=False)
+    assert T.read_metrics(tmp_path / "r").step.max() == 2 and not experiments.finished(cfg, tmp_path / "r")
+    monkeypatch.setattr(T, "save_checkpoint", real)
+    log = T.train(cfg, tmp_path / "r", data=data, progress=False)  # resumes and finishes
+    assert log.step.tolist() == [0, 2, 4] and experiments.finished(cfg, tmp_path / "r")
+    assert T.state_step(tmp_path / "r") == 4 and 4 in [s for s, _ in T.list_checkpoints(tmp_path / "r")]
