@@ -176,7 +176,7 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
                 if rc is None:
                     continue
                 log.close()
-                status[i] = _ended(rc, names[i], cfgs[i], runs_root, time.time() - start)
+                status[i] = _status(rc, names[i], cfgs[i], runs_root, time.time() - start)
                 print(f"[{time.time() - t0:6.0f}s] {names[i]}: {status[i][0]} in {status[i][1]:.0f}s {status[i][2]}",
                       flush=True)
                 del running[i]
@@ -192,16 +192,19 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
                 proc.kill()
                 rc = proc.wait()
             log.close()
-            status[i] = _stopped(rc, names[i], cfgs[i], runs_root, time.time() - start)
+            status[i] = _status(rc, names[i], cfgs[i], runs_root, time.time() - start, deadline=True)
         table = _write_status(status, names, runs_root)
     return table
 
 
-def _ended(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tuple[str, float, str]:
-    """Status of a worker that exited by itself: done only if its run reached its last step (a worker stopped from
-    outside, e.g. SIGTERM to it alone, also exits 0, with its state saved), stopped if a signal killed it, else
-    failed."""
-    if rc > 0:
+def _status(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float,
+            deadline: bool = False) -> tuple[str, float, str]:
+    """Status of a run whose worker has exited: ``deadline`` if the sweep sent it SIGTERM (the deadline, or an
+    interrupt of the sweep), else it exited by itself (a worker stopped from outside also exits 0, with its state
+    saved). Done only if the run reached its last step; stopped with its state saved, or killed by a signal (after
+    the grace period, under a deadline); else failed."""
+    killed = rc in (-signal.SIGKILL, -signal.SIGTERM) if deadline else rc < 0
+    if rc != 0 and not killed:
         return "failed", seconds, _last_line(runs_root / f"{name}.log", rc)
     try:
         done, at = _last_step(runs_root / name) >= cfg["steps"], T.state_step(runs_root / name)
@@ -209,23 +212,11 @@ def _ended(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tu
         return "failed", seconds, f"exit status {rc}; run folder unreadable: {type(e).__name__}: {e}"
     if rc == 0 and done:
         return "done", seconds, ""
-    how = "stopped before the end" if rc == 0 else f"killed by {signal.Signals(-rc).name}"
-    return "stopped", seconds, f"{how}; state at step {at}"
-
-
-def _stopped(rc: int, name: str, cfg: dict, runs_root: Path, seconds: float) -> tuple[str, float, str]:
-    """Status of a run whose worker was sent SIGTERM (the deadline, or an interrupt of the sweep): it finished
-    meanwhile, stopped with its state saved, was killed after the grace period (state at its last save), or failed."""
-    run_dir = runs_root / name
-    try:
-        done, at = _last_step(run_dir) >= cfg["steps"], T.state_step(run_dir)
-    except Exception as e:  # as in _ended
-        return "failed", seconds, f"exit status {rc}; run folder unreadable: {type(e).__name__}: {e}"
-    if rc == 0:
-        return ("done", seconds, "") if done else ("stopped", seconds, f"deadline; state at step {at}")
-    if rc in (-signal.SIGKILL, -signal.SIGTERM):
-        return "stopped", seconds, f"deadline; killed after the grace period, state at step {at}"
-    return "failed", seconds, _last_line(runs_root / f"{name}.log", rc)
+    if deadline:
+        how = "deadline; killed after the grace period," if killed else "deadline;"
+    else:
+        how = f"killed by {signal.Signals(-rc).name};" if killed else "stopped before the end;"
+    return "stopped", seconds, f"{how} state at step {at}"
 
 
 def _last_line(log: Path, rc: int) -> str:

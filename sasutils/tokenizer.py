@@ -80,17 +80,13 @@ def cached_wordpiece(texts_fn, vocab_size: int, cache_path: Path) -> BertTokeniz
     (:func:`sasutils.corpus.vocab_signature`) and are packed again if it changes.
     """
     cache_path = Path(cache_path)
-
-    def junk() -> bool:  # a folder without tokenizer.json (an interrupted copy): not to be trained over silently
-        return cache_path.is_dir() and not (cache_path / "tokenizer.json").exists() and any(cache_path.iterdir())
-
-    if junk():
-        raise FileNotFoundError(f"{cache_path} holds no tokenizer.json (an interrupted copy?): delete it so that the "
-                                "tokenizer is trained again")
     if not (cache_path / "tokenizer.json").exists():
+        if cache_path.is_dir() and any(cache_path.iterdir()):  # an interrupted copy: not to be trained over silently
+            raise FileNotFoundError(f"{cache_path} holds no tokenizer.json (an interrupted copy?): delete it so that "
+                                    "the tokenizer is trained again")
         save_atomic(train_wordpiece(texts_fn(), vocab_size), cache_path, replace=False)
-    if not (cache_path / "tokenizer.json").exists():
-        raise FileNotFoundError(f"{cache_path} holds no tokenizer.json after saving: delete it and try again")
+        if not (cache_path / "tokenizer.json").exists():  # an empty folder kept where renaming onto it fails
+            raise FileNotFoundError(f"{cache_path} holds no tokenizer.json after saving: delete it and try again")
     return AutoTokenizer.from_pretrained(cache_path)
 
 

@@ -3,6 +3,7 @@ runs still going and keeps their logs; a second sweep skips finished runs and ke
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -88,25 +89,27 @@ def test_the_same_run_twice_in_a_plan_is_refused(tmp_path):
 
 
 def test_status_of_a_worker_follows_its_exit_and_its_last_step(tmp_path):
-    """Stopped at the deadline (``_stopped``) or exited by itself (``_ended``: a worker sent SIGTERM alone also saves
-    its state and exits 0), a run is done only if it reached its last step."""
+    """Stopped at the deadline or exited by itself (a worker sent SIGTERM alone also saves its state and exits 0), a
+    run is done only if it reached its last step."""
+    stopped = functools.partial(sweep._status, deadline=True)  # the sweep sent SIGTERM
+    ended = functools.partial(sweep._status, deadline=False)  # the worker exited by itself
     cfg = T.make_config(**TINY)
     name = T.run_name(cfg)
     (tmp_path / name).mkdir()
     (tmp_path / f"{name}.log").write_text("loading\nValueError: boom\n")
     rows = tmp_path / name / "metrics.jsonl"
     rows.write_text(json.dumps({"step": 10, "eval_loss": 6.0}) + "\n")
-    assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "deadline; state at step None")
-    assert sweep._stopped(-9, name, cfg, tmp_path, 5.0)[2].startswith("deadline; killed after the grace period")
-    assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "stopped before the end; state at step None")
-    for status in (sweep._stopped, sweep._ended):
+    assert stopped(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "deadline; state at step None")
+    assert stopped(-9, name, cfg, tmp_path, 5.0)[2].startswith("deadline; killed after the grace period")
+    assert ended(0, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "stopped before the end; state at step None")
+    for status in (stopped, ended):
         assert status(1, name, cfg, tmp_path, 5.0) == ("failed", 5.0, "ValueError: boom")
-    assert sweep._ended(-15, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "killed by SIGTERM; state at step None")
+    assert ended(-15, name, cfg, tmp_path, 5.0) == ("stopped", 5.0, "killed by SIGTERM; state at step None")
     rows.write_text(rows.read_text() + json.dumps({"step": cfg["steps"], "eval_loss": 5.0}) + "\n")
-    assert sweep._stopped(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")  # finished just before the deadline
-    assert sweep._ended(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")
+    assert stopped(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")  # finished just before the deadline
+    assert ended(0, name, cfg, tmp_path, 5.0) == ("done", 5.0, "")
     (tmp_path / name / "state.pt").write_text("garbage")  # unreadable: reported, not raised into the sweep
-    for status in (sweep._stopped, sweep._ended):
+    for status in (stopped, ended):
         assert status(0, name, cfg, tmp_path, 5.0)[0] == "failed"
         assert "run folder unreadable" in status(0, name, cfg, tmp_path, 5.0)[2]
 
