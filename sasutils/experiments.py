@@ -44,6 +44,35 @@ def list_param(value, name: str, allow_empty: bool = False, of: type | None = No
     return value
 
 
+def check_parameters(history: list[str]) -> None:
+    """Refuse a parameter the notebook does not have, before any work: papermill only warns ("Passed unknown
+    parameter") and runs on, so ``-p supress_steps 3000`` would train Base for a quarter of an hour.
+
+    ``history``: IPython's ``In`` (the sources of the cells run so far). Papermill runs the cell it injects (its
+    first line ``# Parameters``) right after the notebook's ``parameters`` cell; every name the injected cell
+    assigns must be assigned there too. Without an injected cell (run by hand, or by ``pytest --nbmake``) there is
+    nothing to check. Raises ``ValueError`` naming each unknown parameter, with the closest known one."""
+    import ast
+    import difflib
+
+    def assigned(src: str) -> list[str]:
+        targets = [t for node in ast.walk(ast.parse(src)) if isinstance(node, (ast.Assign, ast.AnnAssign))
+                   for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+        return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+    injected = [i for i, src in enumerate(history) if i > 0 and src.lstrip().startswith("# Parameters")]
+    if not injected:
+        return
+    i = injected[-1]
+    known = set(assigned(history[i - 1]))
+    unknown = [n for n in dict.fromkeys(assigned(history[i])) if n not in known]
+    if unknown:
+        hints = [f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, known, 1)) else repr(n)
+                 for n in unknown]
+        raise ValueError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(hints)}: this notebook's "
+                         f"parameters are {', '.join(sorted(known))}")
+
+
 def callbacks_for(cfg: dict, tokenizer, sas_every: int = 0, sas_sentences: int = 300,
                   blimp_every: int = 0, blimp_per_paradigm: int = 10, treebank: str = "ewt-dev"):
     """The (every, fn) metric callbacks for a run: SAS scalar on ``treebank`` and/or BLiMP."""

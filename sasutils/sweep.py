@@ -38,35 +38,42 @@ from . import experiments
 from . import train as T
 
 
+class PlanError(ValueError):
+    """A plan, or a sweep's settings, that cannot run: raised before any compute, naming the file, run or setting."""
+
+
 def read_plan(path: str | Path) -> tuple[list[dict], dict]:
-    """The plan's run parameter sets (validated before any compute) and its callback arguments."""
+    """The plan's run parameter sets (validated before any compute) and its callback arguments.
+    Raises :class:`PlanError`, naming the file and the line, run or setting."""
     path = Path(path)
     try:
         plan = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        raise PlanError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except OSError as e:
+        raise PlanError(f"{path}: cannot read the plan ({e.strerror})") from None
     if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list) or not plan["runs"]:
-        raise ValueError(f"{path}: must be an object with a non-empty list 'runs'")
+        raise PlanError(f"{path}: must be an object with a non-empty list 'runs'")
     runs = []
     for i, p in enumerate(plan["runs"]):
         try:
             T.make_config(**p)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: runs[{i}] = {p}: {e}") from None
+            raise PlanError(f"{path}: runs[{i}] = {p}: {e}") from None
         runs.append(dict(p))
     from . import experiments
 
     cb = plan.get("callbacks", {})
     known = [k for k in inspect.signature(experiments.callbacks_for).parameters if k not in ("cfg", "tokenizer")]
     if not isinstance(cb, dict) or set(cb) - set(known):
-        raise ValueError(f"{path}: 'callbacks' must be an object with keys among {known}, got {cb!r}")
+        raise PlanError(f"{path}: 'callbacks' must be an object with keys among {known}, got {cb!r}")
     for k, v in cb.items():
         if k != "treebank" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise ValueError(f"{path}: callbacks.{k} must be a non-negative integer, got {v!r}")
+            raise PlanError(f"{path}: callbacks.{k} must be a non-negative integer, got {v!r}")
     try:
         experiments.metric_settings(**cb)
     except ValueError as e:  # e.g. sas_sentences 0 with SAS on
-        raise ValueError(f"{path}: callbacks: {e}") from None
+        raise PlanError(f"{path}: callbacks: {e}") from None
     return runs, dict(cb)
 
 
@@ -129,22 +136,29 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
     False trains every run from step 0.
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:  # 0 would wait forever
-        raise ValueError(f"parameter workers={workers!r}: must be an integer >= 1")
+        raise PlanError(f"parameter workers={workers!r}: must be an integer >= 1")
     runs_root = Path(runs_root)
     cb_kw = cb_kw or {}
-    experiments.metric_settings(**cb_kw)  # before any compute: errors name the setting
+    try:
+        experiments.metric_settings(**cb_kw)  # before any compute: errors name the setting
+    except ValueError as e:
+        raise PlanError(f"callbacks: {e}") from None
+    _check_devices(runs)
     cfgs = [T.make_config(**p) for p in runs]
     names = [T.run_name(c) for c in cfgs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:  # e.g. entries that differ only in device or threads: two workers would write one folder
-        raise ValueError(f"runs {[i for i, n in enumerate(names) if n in dup]} of the plan are the same run: {dup}")
+        raise PlanError(f"runs {[i for i, n in enumerate(names) if n in dup]} of the plan are the same run: {dup}")
     trunk_of = branches(runs) if branch else {}
     trunks = set(trunk_of.values())
     pending = sorted(range(len(runs)), key=lambda i: i not in trunks)  # runs others branch from go first
     running: dict[int, tuple[subprocess.Popen, float, object]] = {}
     status = {i: ("not started", 0.0, "") for i in range(len(runs))}  # plan order
     for i in range(len(runs)):  # before any compute: no run may be resumed or reused with other metric settings
-        experiments.check_metric_settings(runs_root / names[i], **cb_kw)
+        try:
+            experiments.check_metric_settings(runs_root / names[i], **cb_kw)
+        except ValueError as e:
+            raise PlanError(str(e)) from None
     runs_root.mkdir(parents=True, exist_ok=True)
     earlier = _read_status(runs_root)
     for i in list(pending):  # finished in an earlier sweep: keep its row and its log, start no worker
@@ -267,6 +281,22 @@ def _ready(i: int, trunk_of: dict, pending: list, running: dict, cfgs: list[dict
     return True  # the trunk finished, failed or stopped without forking it: train from step 0
 
 
+def _check_devices(runs: list[dict]) -> None:
+    """Refuse a plan whose runs ask for a device this machine lacks (e.g. ``cuda`` on a CPU machine) before any
+    worker starts: otherwise each worker would fail on its own, after loading its data."""
+    import torch
+
+    have = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    for i, p in enumerate(runs):
+        try:
+            dev = T.device_of(T.make_config(**p))
+        except (RuntimeError, ValueError) as e:  # a malformed device string
+            raise PlanError(f"runs[{i}]: {e}") from None
+        if not have.get(dev.type, False):
+            raise PlanError(f"runs[{i}] asks for device {p['device']!r}, which this machine lacks "
+                            "(--device cpu runs the plan here)")
+
+
 def _interrupt(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -285,13 +315,16 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.workers < 1:
         ap.error(f"--workers must be >= 1, got {a.workers}")
-    runs, cb_kw = read_plan(a.plan)
-    if a.device:
-        runs = [{**r, "device": a.device} for r in runs]
-    print(f"{len(runs)} runs, {a.workers} workers, deadline {a.deadline}s", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)  # e.g. `timeout`: stop the workers and write the status table
-    table = run_plan(runs, a.runs_root, cb_kw, a.workers, a.deadline, branch=not a.no_branch,
-                     stop_grace=a.stop_grace)
+    try:  # a bad plan is a message, not a traceback
+        runs, cb_kw = read_plan(a.plan)
+        if a.device:
+            runs = [{**r, "device": a.device} for r in runs]
+        print(f"{len(runs)} runs, {a.workers} workers, deadline {a.deadline}s", flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)  # e.g. `timeout`: stop the workers and write the status table
+        table = run_plan(runs, a.runs_root, cb_kw, a.workers, a.deadline, branch=not a.no_branch,
+                         stop_grace=a.stop_grace)
+    except PlanError as e:
+        ap.exit(2, f"{ap.prog}: error: {e}\n")
     print(table.status.value_counts().to_string(), flush=True)
 
 

@@ -135,12 +135,15 @@ def validate_config(cfg: dict) -> None:
     for k in ("lr", "lam", "mask_prob", "dropout", "weight_decay", "beta2"):
         need(is_num(cfg[k]), k, "must be a number")
     need(cfg["eval_batches"] >= 1, "eval_batches", "must be >= 1")
+    need(cfg["seed"] >= 0, "seed", "must be >= 0 (numpy's seed sequences take no negative seed)")
+    for k in ("seq_len", "vocab_size", *model_lib.ARCH_KEYS):
+        need(cfg[k] >= 1, k, "must be >= 1")
     need(0 <= cfg["weight_decay"] < 1, "weight_decay", "must be in [0, 1)")
     need(0 < cfg["beta2"] < 1, "beta2", "must be in (0, 1)")
     need(all(is_int(x) for x in cfg["checkpoint_log_steps"]), "checkpoint_log_steps", "must be integers")
     need(cfg["corpus"] in SOURCES, "corpus", f"must be one of {SOURCES}")
-    need(cfg["corpus_sentences"] is None or is_int(cfg["corpus_sentences"]), "corpus_sentences",
-         "must be an integer or None")
+    need(cfg["corpus_sentences"] is None or (is_int(cfg["corpus_sentences"]) and cfg["corpus_sentences"] >= 1),
+         "corpus_sentences", "must be an integer >= 1 or None")
     need(cfg["steps"] >= 1, "steps", "must be >= 1")
     need(cfg["batch_size"] >= 1, "batch_size", "must be >= 1")
     need(0 <= cfg["warmup"] < cfg["steps"], "warmup", "must be in [0, steps)")

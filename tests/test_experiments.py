@@ -101,3 +101,43 @@ def test_a_run_cannot_be_reused_or_resumed_with_other_metric_settings(small_toke
     (run_dir / experiments.METRICS_FILE).unlink()
     experiments.check_metric_settings(run_dir, sas_every=7)
     experiments.check_metric_settings(tmp_path / "never_logged", sas_every=7)
+
+
+PARAMS = 'seed = 0\npreset = "cpu-tiny"  # a comment\nsuppress_steps = 0\nrun_dir = None\n'
+
+
+def test_check_parameters_refuses_what_papermill_injects_beyond_the_parameters_cell():
+    experiments.check_parameters(["", PARAMS, "import time"])  # no injected cell: run by hand or by nbmake
+    experiments.check_parameters(["", PARAMS, "# Parameters\nseed = 1\nsuppress_steps = 3000\n", "x = 1"])
+    with pytest.raises(ValueError, match=r"unknown parameter 'supress_steps' \(did you mean 'suppress_steps'\?\)"):
+        experiments.check_parameters(["", PARAMS, "# Parameters\nsupress_steps = 3000\n"])
+    with pytest.raises(ValueError, match=r"unknown parameters 'runs_root' \(did you mean 'run_dir'\?\), 'zzz':.*"
+                                         r"parameters are preset, run_dir, seed, suppress_steps$"):
+        experiments.check_parameters(["", PARAMS, '# Parameters\nseed = 1\nruns_root = "r"\nzzz = [1, 2]\n'])
+
+
+@pytest.mark.parametrize("name", ["02_train", "03_measure", "04_intervene", "05_regime"])
+def test_every_notebook_checks_its_parameters_first(name):
+    """The check runs in the first cell after the parameters (papermill's injected cell comes between)."""
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"].get("tags", [])
+    first = "".join(code[1]["source"])
+    before = first[:first.index("experiments.check_parameters(In)")].splitlines()
+    assert all(not line.strip() or line.startswith(("import ", "from ")) for line in before), before
+
+
+def test_a_misspelt_papermill_parameter_stops_the_main_notebook_before_training(tmp_path, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setenv("SASUTILS_SMOKE", "1")
+    from pathlib import Path
+
+    nb = Path(__file__).parents[1] / "notebooks" / "02_train.ipynb"
+    with pytest.raises(pm.PapermillExecutionError, match="unknown parameter 'supress_steps'") as e:
+        pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"supress_steps": 3000},
+                            kernel_name="python3", progress_bar=False, cwd=str(nb.parents[1]))
+    # it stopped in the third cell run (parameters, papermill's, this one), before the configuration: nothing trained
+    assert e.value.exec_count == 3 and "check_parameters(In)" in e.value.source

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import sasutils.train as T
 from sasutils import experiments, sweep
@@ -170,3 +172,24 @@ def test_run_plan_refuses_no_workers_before_starting_anything(tmp_path):
         with pytest.raises(ValueError, match=f"workers={workers!r}"):
             sweep.run_plan([{**TINY, "seed": 0}], tmp_path / "runs", workers=workers)
     assert not (tmp_path / "runs").exists()  # nothing created
+
+
+def test_the_command_line_refuses_a_bad_plan_with_a_message_before_any_worker(tmp_path, capsys, monkeypatch):
+    """A plan error is one line naming the file and run, exit status 2, and nothing is created."""
+    runs_root = tmp_path / "runs"
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    bad.mkdir(), good.mkdir()
+    bad, good = write_plan(bad, [TINY, {**TINY, "lr": 5.0}]), write_plan(good, [TINY])
+    cases = [  # (argv, what the message must say)
+        ([str(bad)], r"bad/plan.json: runs\[1\].*lr"),
+        ([str(tmp_path / "missing.json")], "missing.json: cannot read the plan"),
+        ([str(good), "--device", "cude"], r"runs\[0\]: parameter device='cude'"),
+        ([str(good), "--device", "cuda"], r"runs\[0\] asks for device 'cuda', which this machine lacks"),
+    ]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for argv, msg in cases:
+        with pytest.raises(SystemExit) as e:
+            sweep.main([*argv, "--runs-root", str(runs_root)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and re.search(msg, err) and "Traceback" not in err, (argv, err)
+    assert not runs_root.exists()
