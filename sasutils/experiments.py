@@ -50,22 +50,28 @@ def check_parameters(history: list[str]) -> None:
 
     ``history``: IPython's ``In`` (the sources of the cells run so far). Papermill runs the cell it injects (its
     first line ``# Parameters``) right after the notebook's ``parameters`` cell; every name the injected cell
-    assigns must be assigned there too. Without an injected cell (run by hand, or by ``pytest --nbmake``) there is
-    nothing to check. Raises ``ValueError`` naming each unknown parameter, with the closest known one."""
+    assigns must be assigned by a cell run before it (under papermill, just the ``parameters`` cell), except the
+    ``PAPERMILL_*`` paths papermill's ``--inject-paths`` adds. Without an injected cell (run by hand, or by
+    ``pytest --nbmake``) there is nothing to check. Raises ``ValueError`` naming each unknown parameter, with the
+    closest known one."""
     import ast
     import difflib
 
     def assigned(src: str) -> list[str]:
-        targets = [t for node in ast.walk(ast.parse(src)) if isinstance(node, (ast.Assign, ast.AnnAssign))
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:  # a cell IPython transformed into something else: it defines nothing we can read
+            return []
+        targets = [t for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
         return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
 
     injected = [i for i, src in enumerate(history) if i > 0 and src.lstrip().startswith("# Parameters")]
     if not injected:
         return
-    i = injected[-1]
-    known = set(assigned(history[i - 1]))
-    unknown = [n for n in dict.fromkeys(assigned(history[i])) if n not in known]
+    i = injected[0]  # papermill's; a later one is the same cell run again by hand
+    known = {n for src in history[:i] for n in assigned(src)}
+    unknown = [n for n in dict.fromkeys(assigned(history[i])) if n not in known and not n.startswith("PAPERMILL_")]
     if unknown:
         hints = [f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, known, 1)) else repr(n)
                  for n in unknown]

@@ -292,8 +292,9 @@ def _check_devices(runs: list[dict]) -> None:
             dev = T.device_of(T.make_config(**p))
         except (RuntimeError, ValueError) as e:  # a malformed device string
             raise PlanError(f"runs[{i}]: {e}") from None
-        if not have.get(dev.type, False):
-            raise PlanError(f"runs[{i}] asks for device {p['device']!r}, which this machine lacks "
+        count = torch.cuda.device_count() if dev.type == "cuda" and have["cuda"] else None
+        if not have.get(dev.type, False) or (count is not None and dev.index is not None and dev.index >= count):
+            raise PlanError(f"runs[{i}] asks for device {str(dev)!r}, which this machine lacks "
                             "(--device cpu runs the plan here)")
 
 

@@ -114,6 +114,9 @@ def test_check_parameters_refuses_what_papermill_injects_beyond_the_parameters_c
     with pytest.raises(ValueError, match=r"unknown parameters 'runs_root' \(did you mean 'run_dir'\?\), 'zzz':.*"
                                          r"parameters are preset, run_dir, seed, suppress_steps$"):
         experiments.check_parameters(["", PARAMS, '# Parameters\nseed = 1\nruns_root = "r"\nzzz = [1, 2]\n'])
+    # papermill --inject-paths adds its own names; a cell run again by hand later is not papermill's
+    experiments.check_parameters(["", PARAMS, '# Parameters\nseed = 1\nPAPERMILL_INPUT_PATH = "a.ipynb"\n'])
+    experiments.check_parameters(["", PARAMS, "# Parameters\nseed = 1\n", "y = 2", "# Parameters\nseed = 2\n"])
 
 
 @pytest.mark.parametrize("name", ["02_train", "03_measure", "04_intervene", "05_regime"])
