@@ -182,6 +182,13 @@ def paired(rep: pd.DataFrame, variant: str, column: str, base: str = "Base") -> 
     return (a - b).dropna()
 
 
+def paired_mean_se(se_variant, se_base) -> float:
+    """Standard error of the mean of n per-seed differences ``variant - base`` between independent estimates, each
+    with its own standard error (e.g. a BLiMP mean over sampled pairs): ``sqrt(sum(se_v**2 + se_b**2)) / n``."""
+    se_v, se_b = np.asarray(se_variant, float), np.asarray(se_base, float)
+    return float(np.sqrt(np.sum(se_v ** 2 + se_b ** 2)) / len(se_v))
+
+
 def _verdict(flags) -> str:
     flags = [bool(f) for f in flags]
     if not flags:

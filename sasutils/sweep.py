@@ -143,8 +143,7 @@ def run_plan(runs: list[dict], runs_root: str | Path, cb_kw: dict | None = None,
         experiments.metric_settings(**cb_kw)  # before any compute: errors name the setting
     except ValueError as e:
         raise PlanError(f"callbacks: {e}") from None
-    _check_devices(runs)
-    cfgs = [T.make_config(**p) for p in runs]
+    cfgs = _configs(runs)
     names = [T.run_name(c) for c in cfgs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:  # e.g. entries that differ only in device or threads: two workers would write one folder
@@ -281,21 +280,25 @@ def _ready(i: int, trunk_of: dict, pending: list, running: dict, cfgs: list[dict
     return True  # the trunk finished, failed or stopped without forking it: train from step 0
 
 
-def _check_devices(runs: list[dict]) -> None:
-    """Refuse a plan whose runs ask for a device this machine lacks (e.g. ``cuda`` on a CPU machine) before any
-    worker starts: otherwise each worker would fail on its own, after loading its data."""
+def _configs(runs: list[dict]) -> list[dict]:
+    """Each run's configuration, refusing one that is invalid or asks for a device this machine lacks (e.g.
+    ``cuda`` on a CPU machine, or after ``--device``) before any worker starts: otherwise each worker would fail on
+    its own, after loading its data."""
     import torch
 
     have = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    cfgs = []
     for i, p in enumerate(runs):
         try:
-            dev = T.device_of(T.make_config(**p))
-        except (RuntimeError, ValueError) as e:  # a malformed device string
+            cfgs.append(T.make_config(**p))
+        except (TypeError, ValueError) as e:
             raise PlanError(f"runs[{i}]: {e}") from None
+        dev = T.device_of(cfgs[-1])
         count = torch.cuda.device_count() if dev.type == "cuda" and have["cuda"] else None
         if not have.get(dev.type, False) or (count is not None and dev.index is not None and dev.index >= count):
             raise PlanError(f"runs[{i}] asks for device {str(dev)!r}, which this machine lacks "
                             "(--device cpu runs the plan here)")
+    return cfgs
 
 
 def _interrupt(signum, _frame):

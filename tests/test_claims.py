@@ -133,3 +133,12 @@ def test_run_and_seed_summaries_as_text():
 def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="variant"):
         claims.reports(pd.DataFrame({"run": ["a"], "step": [0], "eval_loss": [1.0], "seed": [0]}))
+
+
+def test_paired_mean_se_against_simulation():
+    """The formula agrees with the spread of simulated means of paired differences of noisy estimates."""
+    se_v, se_b = np.array([0.01, 0.02, 0.012]), np.array([0.011, 0.009, 0.015])
+    assert claims.paired_mean_se(se_v, se_b) == pytest.approx(np.sqrt((se_v ** 2 + se_b ** 2).sum()) / 3)
+    rng = np.random.default_rng(0)
+    means = (rng.normal(0, se_v, (200_000, 3)) - rng.normal(0, se_b, (200_000, 3))).mean(axis=1)
+    assert means.std() == pytest.approx(claims.paired_mean_se(se_v, se_b), rel=0.01)
